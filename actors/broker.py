@@ -1,0 +1,28 @@
+"""The Dramatiq broker. Built at import, because the `dramatiq` CLI imports this module; it is
+the one place in Batchline that reads settings at import time."""
+
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import AsyncIO
+
+from actors.runtime import ItemRuntime
+from app.embedded_redis import ensure_embedded_redis
+from app.settings import Settings
+
+#: A worker silent this long is dead and its unacked messages go back to the queue (Dramatiq's
+#: default is 60 s; item leases make a takeover safe sooner).
+HEARTBEAT_TIMEOUT_MS = 30_000
+#: Chance (per million broker commands) that a command also requeues dead workers' messages.
+#: Dramatiq's default (1,000) leaves a dead worker's chunks waiting for minutes on quiet queues.
+MAINTENANCE_CHANCE = 20_000
+
+settings = Settings()
+redis_url = settings.redis_url or ensure_embedded_redis(settings.var_dir)
+broker = RedisBroker(url=redis_url, heartbeat_timeout=HEARTBEAT_TIMEOUT_MS, maintenance_chance=MAINTENANCE_CHANCE)
+async_io = AsyncIO()
+broker.add_middleware(async_io)
+# Before AsyncIO, so that at shutdown the runtime closes while the event loop still runs.
+broker.add_middleware(ItemRuntime(settings=settings, redis_url=redis_url), before=AsyncIO)
+dramatiq.set_broker(broker)

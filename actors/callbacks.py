@@ -1,0 +1,62 @@
+"""The batch-end callback: POST the payload of SPEC section 4, signed per Standard Webhooks,
+retried with backoff by Dramatiq until a 2xx or attempts run out. Each attempt is recorded on
+the batch (callback_sent_at, callback_status_code, callback_error)."""
+
+from __future__ import annotations
+
+import logging
+
+import dramatiq
+import httpx
+
+from actors.broker import settings
+from actors.runtime import current_runtime
+from app.callbacks import deliver, new_secret, payload
+from app.store import Store, keys
+from app.tasks import CALLBACKS_QUEUE, SEND_CALLBACK
+
+logger = logging.getLogger(__name__)
+
+#: Backoff between attempts: 1 s doubling up to 5 min (with Dramatiq's jitter).
+CALLBACK_MIN_BACKOFF_MS = 1000
+CALLBACK_MAX_BACKOFF_MS = 300_000
+
+
+class CallbackFailed(Exception):
+    """One delivery attempt failed; Dramatiq retries the actor."""
+
+
+def webhook_secret(store: Store) -> str:
+    """BATCHLINE_WEBHOOK_SECRET, else one generated once per installation and kept in Redis."""
+    if settings.webhook_secret is not None:
+        return settings.webhook_secret.get_secret_value()
+    store.client.set(keys.WEBHOOK_SECRET, new_secret(), nx=True)
+    return store.client.get(keys.WEBHOOK_SECRET)
+
+
+@dramatiq.actor(actor_name=SEND_CALLBACK, queue_name=CALLBACKS_QUEUE,
+                max_retries=max(0, settings.callback_max_attempts - 1),
+                min_backoff=CALLBACK_MIN_BACKOFF_MS, max_backoff=CALLBACK_MAX_BACKOFF_MS,
+                time_limit=int((settings.callback_timeout_s + 30) * 1000))
+def send_callback(batch_id: str) -> None:
+    store = current_runtime().store
+    batch = store.batches.get(batch_id)
+    if batch is None or batch["callback_url"] is None:
+        return
+    if store.client.hget(keys.batch(batch_id), "callback_delivered") == "1":
+        return
+    lock = f"{keys.batch(batch_id)}:callback_lock"
+    if not store.client.set(lock, 1, nx=True, ex=int(settings.callback_timeout_s) + 10):
+        raise CallbackFailed("another delivery of this callback is in progress")
+    try:
+        with httpx.Client(timeout=settings.callback_timeout_s) as client:
+            result = deliver(batch["callback_url"], payload(batch), webhook_id=f"msg_{batch_id}",
+                             secret=webhook_secret(store), client=client,
+                             allow_private=settings.callback_allow_private)
+        store.batches.record_callback_attempt(batch_id, sent_us=result.sent_us, status_code=result.status_code,
+                                              error=result.error, delivered=result.delivered)
+    finally:
+        store.client.delete(lock)
+    if not result.delivered:
+        logger.warning("Callback of batch %s failed: %s", batch_id, result.error)
+        raise CallbackFailed(result.error)

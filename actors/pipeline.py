@@ -1,0 +1,89 @@
+"""The batch pipeline: start (fan out in chunks) -> run_chunk (items run concurrently on the
+event loop) -> finalize (terminal status, then the callback); expire stops a batch whose
+completion window passed. Batch completion is decided by Batchline's own counters in Redis,
+never by Dramatiq group callbacks (which miss children that fail for good)."""
+
+from __future__ import annotations
+
+import logging
+
+import dramatiq
+
+from actors.broker import settings
+from actors.runtime import current_runtime
+from app.store import keys
+from app.store.batches import TERMINAL_STATUSES
+from app.tasks import (
+    BATCHES_QUEUE,
+    EXPIRE_BATCH,
+    FINALIZE_BATCH,
+    ITEMS_QUEUE,
+    RUN_CHUNK,
+    SEND_CALLBACK,
+    START_BATCH,
+    TaskQueue,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Control actors are quick Redis work: retry briefly and often rather than Dramatiq's default
+#: (20 retries, backoff up to 7 days).
+CONTROL_OPTIONS = {"max_retries": 10, "min_backoff": 500, "max_backoff": 30_000, "time_limit": 120_000}
+#: A chunk runs until its slowest item ends; the item timeout is the real bound, this a backstop.
+CHUNK_TIME_LIMIT_MS = int(max(settings.item_timeout_s * 2, 3600) * 1000)
+
+
+def _tasks() -> TaskQueue:
+    return current_runtime().tasks
+
+
+@dramatiq.actor(actor_name=START_BATCH, queue_name=BATCHES_QUEUE, **CONTROL_OPTIONS)
+def start_batch(batch_id: str) -> None:
+    """Enqueue one run_chunk message per chunk of items, resuming where a crashed run stopped."""
+    store = current_runtime().store
+    fields = store.batches.raw(batch_id)
+    if not fields or fields["status"] in TERMINAL_STATUSES:
+        return
+    total, chunk = int(fields["total"]), settings.chunk_size
+    chunk_start = int(fields.get("fanout_next") or 0)
+    if not fields.get("expiry_scheduled"):
+        delay_ms = max(0, int(fields["expires_us"]) // 1000 - int(store.client.time()[0]) * 1000)
+        _tasks().send(EXPIRE_BATCH, batch_id, delay_ms=delay_ms)
+        store.client.hset(keys.batch(batch_id), "expiry_scheduled", 1)
+    while chunk_start < total:
+        stop = min(chunk_start + chunk, total) - 1
+        _tasks().send(RUN_CHUNK, batch_id, chunk_start, stop)
+        chunk_start = stop + 1
+        store.client.hset(keys.batch(batch_id), "fanout_next", chunk_start)
+
+
+@dramatiq.actor(actor_name=RUN_CHUNK, queue_name=ITEMS_QUEUE, max_retries=20, min_backoff=1000,
+                max_backoff=60_000, time_limit=CHUNK_TIME_LIMIT_MS)
+async def run_chunk(batch_id: str, start: int, stop: int) -> None:
+    await current_runtime().run_chunk(batch_id, start, stop)
+
+
+@dramatiq.actor(actor_name=FINALIZE_BATCH, queue_name=BATCHES_QUEUE, **CONTROL_OPTIONS)
+def finalize_batch(batch_id: str) -> None:
+    """Set the terminal status once every item ended; then queue the callback (once)."""
+    store = current_runtime().store
+    result, status = store.batches.finalize(batch_id)
+    if result == "finalized":
+        logger.info("Batch %s %s", batch_id, status)
+    if result not in ("finalized", "terminal"):
+        return
+    callback_url, queued, delivered = store.client.hmget(
+        keys.batch(batch_id), ["callback_url", "callback_queued", "callback_delivered"])
+    if callback_url and not queued and delivered != "1":
+        _tasks().send(SEND_CALLBACK, batch_id)
+        store.batches.mark_callback_queued(batch_id)
+
+
+@dramatiq.actor(actor_name=EXPIRE_BATCH, queue_name=BATCHES_QUEUE, **CONTROL_OPTIONS)
+def expire_batch(batch_id: str) -> None:
+    """The completion window passed: unfinished items expire, running streams are closed."""
+    stopped = current_runtime().store.batches.stop(batch_id, status="expired")
+    if stopped.result == "stopped":
+        logger.info("Batch %s expired with %d items still running", batch_id, stopped.running)
+        if stopped.running == 0:
+            _tasks().send(FINALIZE_BATCH, batch_id)

@@ -1,0 +1,48 @@
+"""Batchline: batches of LLM-agent requests over the Letta Batches API, run by Dramatiq workers."""
+
+from __future__ import annotations
+
+import logging
+
+from dramatiq.brokers.redis import RedisBroker
+from flask_openapi3 import Info, OpenAPI
+
+from app.api import errors
+from app.api.agents import agents
+from app.api.batches import batches
+from app.api.health import health
+from app.embedded_redis import ensure_embedded_redis
+from app.services import Services
+from app.settings import Settings
+from app.store import Store, connect
+from app.tasks import TaskQueue
+
+__version__ = "0.1.0"
+
+
+def create_app(settings: Settings | None = None) -> OpenAPI:
+    """Build the web app. Without `settings`, they are read from the environment (and `.env`)."""
+    settings = settings or Settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = OpenAPI(
+        __name__,
+        info=Info(title="Batchline", version=__version__,
+                  description="Batches of LLM-agent requests, run in the background (Letta Batches API)."),
+        validation_error_status=422,
+        validation_error_callback=errors.validation_error_response,
+        doc_prefix="/docs",
+        doc_url="/openapi.json",
+    )
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+    redis_url = settings.redis_url or ensure_embedded_redis(settings.var_dir)
+    client = connect(redis_url)
+    app.extensions["batchline"] = Services(
+        settings=settings,
+        store=Store(client=client),
+        tasks=TaskQueue(broker=RedisBroker(url=redis_url, middleware=[])),
+    )
+    for blueprint in (batches, agents, health):
+        app.register_api(blueprint)
+    errors.register(app)
+    return app

@@ -1,0 +1,119 @@
+"""Agents: create, list, retrieve, delete, their message history, and one request run
+synchronously through the same engine the workers use."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from flask import jsonify
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel, Field
+
+from app.api.errors import not_found
+from app.engine.letta_view import to_letta_messages
+from app.engine.run import RunFactory
+from app.providers import ProviderRegistry, make_http_client
+from app.schemas.agents import AgentListQuery, AgentState, CreateAgent
+from app.schemas.batches import LettaRequest
+from app.schemas.common import Error, PageQuery
+from app.services import services
+
+agents = APIBlueprint("agents", __name__, url_prefix="/v1/agents", abp_tags=[Tag(name="agents")],
+                      abp_responses={"422": Error, "503": Error})
+
+
+class AgentPath(BaseModel):
+    agent_id: str = Field(max_length=200)
+
+
+@agents.post("/", responses={200: AgentState}, strict_slashes=False)
+def create_agent(body: CreateAgent) -> Any:
+    svc = services()
+    agent = svc.store.agents.create(body)
+    return jsonify(agent_state(agent, message_ids=[]))
+
+
+@agents.get("/", responses={200: AgentState}, strict_slashes=False)
+def list_agents(query: AgentListQuery) -> Any:
+    svc = services()
+    found = svc.store.agents.list(after=query.after, before=query.before, limit=query.limit,
+                                  order=query.order, name=query.name)
+    return jsonify([agent_state(agent, message_ids=_message_ids(agent["id"])) for agent in found])
+
+
+@agents.get("/<agent_id>", responses={200: AgentState, 404: Error}, strict_slashes=False)
+def retrieve_agent(path: AgentPath) -> Any:
+    agent = _agent_or_404(path.agent_id)
+    return jsonify(agent_state(agent, message_ids=_message_ids(agent["id"])))
+
+
+@agents.delete("/<agent_id>", responses={404: Error}, strict_slashes=False)
+def delete_agent(path: AgentPath) -> Any:
+    if not services().store.agents.delete(path.agent_id):
+        raise not_found("Agent", path.agent_id)
+    return jsonify({"message": f"Agent id={path.agent_id} successfully deleted"})
+
+
+@agents.get("/<agent_id>/messages", responses={404: Error, 400: Error})
+def list_agent_messages(path: AgentPath, query: PageQuery) -> Any:
+    """The agent's history as Letta messages (`message_type` union), newest first by default."""
+    _agent_or_404(path.agent_id)
+    found = services().store.messages.page_for_agent(path.agent_id, after=query.after, before=query.before,
+                                                     limit=query.limit, order=query.order)
+    return jsonify(to_letta_messages(found))
+
+
+@agents.post("/<agent_id>/messages", responses={404: Error})
+def send_message(path: AgentPath, body: LettaRequest) -> Any:
+    """Run one request through the agent now and answer with what it produced (LettaResponse)."""
+    svc = services()
+    agent = _agent_or_404(path.agent_id)
+
+    async def run() -> Any:
+        async with make_http_client(svc.settings) as client:
+            factory = RunFactory(settings=svc.settings, store=svc.store,
+                                 providers=ProviderRegistry(settings=svc.settings, client=client))
+            agent_run = factory.new(agent, body)
+            inputs = len(agent_run.messages)
+            await agent_run.execute(timeout_s=svc.settings.item_timeout_s)
+            return agent_run, inputs
+
+    agent_run, inputs = asyncio.run(run())
+    record = agent_run.record()
+    svc.store.runs.commit(agent_id=agent["id"], record=record)
+    produced = record.messages[inputs:]
+    letta = to_letta_messages(produced)
+    if body.include_return_message_types is not None:
+        letta = [message for message in letta if message["message_type"] in body.include_return_message_types]
+    return jsonify({
+        "messages": letta,
+        "stop_reason": {"message_type": "stop_reason", "stop_reason": record.stop_reason},
+        "usage": {"message_type": "usage_statistics",
+                  "step_count": sum(1 for message in produced if message["role"] == "assistant")},
+    })
+
+
+def _agent_or_404(agent_id: str) -> dict[str, Any]:
+    agent = services().store.agents.get(agent_id)
+    if agent is None:
+        raise not_found("Agent", agent_id)
+    return agent
+
+
+def _message_ids(agent_id: str) -> list[str]:
+    svc = services()
+    return svc.store.messages.recent_ids(agent_id, limit=svc.settings.history_max_messages)
+
+
+def agent_state(agent: dict[str, Any], *, message_ids: list[str]) -> dict[str, Any]:
+    blocks = [{key: value for key, value in block.items() if key != "position"} for block in agent["blocks"]]
+    return {
+        "id": agent["id"], "agent_type": "letta_v1_agent", "name": agent["name"], "system": agent["system"],
+        "description": agent.get("description"), "model": agent["model"], "llm_config": agent["llm_config"],
+        "blocks": blocks, "memory": {"blocks": blocks, "agent_type": "letta_v1_agent"},
+        "tools": [{"id": f"tool-{name}", "name": name, "tool_type": "letta_core"} for name in agent["tools"]],
+        "tool_rules": agent["tool_rules"], "sources": [], "tags": agent["tags"], "metadata": agent["metadata"],
+        "created_at": agent["created_at"], "updated_at": agent["updated_at"],
+        "created_by_id": agent["created_by_id"], "message_ids": message_ids,
+    }

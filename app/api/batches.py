@@ -1,0 +1,119 @@
+"""The Letta Batches API: create, list, retrieve, cancel, a batch's messages, and Batchline's
+per-request view."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, jsonify, request
+from flask_openapi3 import APIBlueprint, Tag
+
+from app.api.errors import ApiError, not_found
+from app.callbacks import UnsafeCallbackTarget, check_target
+from app.schemas.batches import (
+    BatchItem,
+    BatchJob,
+    BatchMessagesQuery,
+    BatchPath,
+    BatchRequestsQuery,
+    CreateBatch,
+)
+from app.schemas.common import Error, PageQuery
+from app.schemas.messages import BatchMessages
+from app.services import services
+from app.tasks import FINALIZE_BATCH, START_BATCH
+
+batches = APIBlueprint("batches", __name__, url_prefix="/v1/messages/batches",
+                       abp_tags=[Tag(name="batches")], abp_responses={"422": Error, "503": Error})
+
+
+@batches.post("", responses={200: BatchJob, 404: Error}, strict_slashes=False)
+def create_batch(body: CreateBatch) -> Any:
+    """Submit a batch of agent requests; it runs in the background.
+
+    Answered as soon as the batch is stored and its start is enqueued, whatever its size.
+    An `Idempotency-Key` header makes a retried submission answer with the first batch.
+    """
+    svc = services()
+    agents = svc.store.agents.get_many([item.agent_id for item in body.requests])
+    for index, item in enumerate(body.requests):
+        if item.agent_id not in agents:
+            raise ApiError(404, f"Agent {item.agent_id!r} (requests[{index}].agent_id) not found.")
+    if body.callback_url is not None:
+        try:
+            check_target(body.callback_url, allow_private=svc.settings.callback_allow_private)
+        except UnsafeCallbackTarget as exc:
+            raise ApiError(422, f"Invalid request: callback_url: {exc}.") from None
+    key = request.headers.get("Idempotency-Key") or None
+    batch_id, created = svc.store.batches.create(
+        requests=body.requests, callback_url=body.callback_url, metadata=body.metadata,
+        completion_window_s=svc.settings.completion_window_s, idempotency_key=key)
+    if created:
+        try:
+            svc.tasks.send(START_BATCH, batch_id)
+        except Exception:
+            svc.store.batches.discard(batch_id, idempotency_key=key)
+            raise
+        svc.store.batches.advance(batch_id, from_status="created", to_status="pending")
+    batch = svc.store.batches.get(batch_id)
+    if batch is None:
+        raise ApiError(409, "A batch with this Idempotency-Key is still being created; retry shortly.")
+    return jsonify(batch)
+
+
+@batches.get("", responses={200: BatchJob}, strict_slashes=False)
+def list_batches(query: PageQuery) -> Any:
+    """All batches, any status, newest first by default (a bare JSON array)."""
+    found = services().store.batches.list(after=query.after, before=query.before, limit=query.limit,
+                                          order=query.order)
+    return jsonify(found)
+
+
+@batches.get("/<batch_id>", responses={200: BatchJob, 404: Error})
+def retrieve_batch(path: BatchPath) -> Any:
+    return jsonify(_batch_or_404(path.batch_id))
+
+
+@batches.patch("/<batch_id>/cancel", responses={200: None, 404: Error, 409: Error})
+def cancel_batch(path: BatchPath) -> Any:
+    """Cancel a batch: unstarted requests are skipped, running ones closed mid-stream.
+
+    Answers `null`, also when the batch was already cancelled; 409 when it already ended otherwise.
+    """
+    svc = services()
+    stopped = svc.store.batches.stop(path.batch_id, status="cancelled")
+    if stopped.result == "missing":
+        raise not_found("Batch", path.batch_id)
+    if stopped.result == "conflict":
+        raise ApiError(409, f"Batch {path.batch_id!r} is already {stopped.status}; it cannot be cancelled.")
+    if stopped.result == "stopped" and stopped.running == 0:
+        # No running item will commit last, so nothing else would finalize it (send the callback).
+        svc.tasks.send(FINALIZE_BATCH, path.batch_id)
+    return Response("null", status=200, mimetype="application/json")
+
+
+@batches.get("/<batch_id>/messages", responses={200: BatchMessages, 400: Error, 404: Error})
+def list_batch_messages(path: BatchPath, query: BatchMessagesQuery) -> Any:
+    """Messages of the batch's requests (inputs and everything their runs produced)."""
+    _batch_or_404(path.batch_id)
+    found = services().store.messages.page_for_batch(
+        path.batch_id, agent_id=query.agent_id, after=query.after, before=query.before, limit=query.limit,
+        order=query.order)
+    return jsonify({"messages": found})
+
+
+@batches.get("/<batch_id>/requests", responses={200: BatchItem, 400: Error, 404: Error})
+def list_batch_requests(path: BatchPath, query: BatchRequestsQuery) -> Any:
+    """Each request of the batch: status, stop_reason, ttft_ns, total_duration_ns, error (a bare
+    JSON array, in submission order by default)."""
+    _batch_or_404(path.batch_id)
+    found = services().store.batches.items_page(path.batch_id, after=query.after, before=query.before,
+                                                limit=query.limit, order=query.order)
+    return jsonify(found)
+
+
+def _batch_or_404(batch_id: str) -> dict[str, Any]:
+    batch = services().store.batches.get(batch_id)
+    if batch is None:
+        raise not_found("Batch", batch_id)
+    return batch

@@ -1,0 +1,83 @@
+"""Every error answers `{"detail": "<sentence>"}` with the right status; never a 500 for what
+a client can send, since the SDK retries 5xx on POST and would duplicate batches."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from flask import Flask, Response, jsonify, request
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from app.store.pagination import UnknownCursor
+
+logger = logging.getLogger(__name__)
+
+#: Statuses a Stainless SDK would retry but where retrying cannot help.
+_NO_RETRY_STATUSES = frozenset({409})
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def not_found(kind: str, object_id: str) -> ApiError:
+    return ApiError(404, f"{kind} {object_id!r} not found.")
+
+
+def error_response(status: int, detail: str, **extra: Any) -> Response:
+    response = jsonify({"detail": detail, **extra})
+    response.status_code = status
+    if status in _NO_RETRY_STATUSES:
+        response.headers["x-should-retry"] = "false"
+    return response
+
+
+def validation_error_response(error: ValidationError) -> Response:
+    """422 naming each invalid field and why, never echoing the input back."""
+    if request.content_length and request.get_json(silent=True) is None:
+        return error_response(422, "Invalid request: body: not a valid JSON document.",
+                              errors=[{"loc": ["body"], "msg": "not a valid JSON document"}])
+    errors = [
+        {"loc": list(detail["loc"]), "msg": detail["msg"]}
+        for detail in error.errors(include_url=False, include_input=False, include_context=False)
+    ]
+    sentence = "; ".join(
+        f"{'.'.join(str(part) for part in item['loc']) or 'body'}: {item['msg']}" for item in errors[:10])
+    if len(errors) > 10:
+        sentence += f"; and {len(errors) - 10} more"
+    return error_response(422, f"Invalid request: {sentence}.", errors=errors[:100])
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(error: ApiError) -> Response:
+        return error_response(error.status, error.detail)
+
+    @app.errorhandler(UnknownCursor)
+    def _bad_cursor(error: UnknownCursor) -> Response:
+        return error_response(400, str(error))
+
+    @app.errorhandler(redis.ConnectionError)
+    @app.errorhandler(redis.TimeoutError)
+    def _redis_down(error: redis.RedisError) -> Response:
+        logger.warning("Redis unavailable: %s", error)
+        return error_response(503, "Storage (Redis) is unavailable; try again shortly.")
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> Response:
+        if error.code == 413:
+            return error_response(413, "Request body too large.")
+        if error.response is not None and error.response.status_code == 422:
+            return error.response  # flask-openapi3's validation abort, already shaped
+        return error_response(error.code or 500, error.description or error.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        logger.exception("Unhandled error")
+        return error_response(500, "Internal error; it has been logged.")

@@ -1,0 +1,30 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from flask import jsonify
+from flask_openapi3 import APIBlueprint, Tag
+
+from app.api.errors import error_response
+from app.services import services
+
+health = APIBlueprint("health", __name__, abp_tags=[Tag(name="health")])
+
+
+@health.get("/healthz")
+def healthz() -> Any:
+    """The web process is up (says nothing of Redis)."""
+    return jsonify({"status": "ok"})
+
+
+@health.get("/readyz")
+def readyz() -> Any:
+    """Ready to serve: Redis answers. 503 otherwise."""
+    try:
+        services().store.client.ping()
+    except redis.RedisError as exc:
+        return error_response(503, f"Redis is unavailable: {type(exc).__name__}.")
+    return jsonify({"status": "ready"})

@@ -1,0 +1,126 @@
+"""Agents as clients create them (CreateAgent) and as the API returns them (AgentState)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from app.providers import SUPPORTED_PROVIDERS, UnknownProvider, split_handle
+from app.schemas.common import Lenient
+
+#: Context window assumed when neither the request nor a known model says otherwise.
+DEFAULT_CONTEXT_WINDOW = 128_000
+#: Letta's default block size limit (characters).
+DEFAULT_BLOCK_LIMIT = 20_000
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful assistant. Your memory blocks below hold what you know about yourself and the "
+    "person you talk to; keep them in mind when you answer."
+)
+
+
+class LlmConfig(Lenient):
+    model: str
+    model_endpoint_type: str
+    model_endpoint: str | None = None
+    context_window: int = Field(DEFAULT_CONTEXT_WINDOW, gt=0)
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, gt=0)
+    enable_reasoner: bool | None = None
+
+    @field_validator("model_endpoint_type")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if value not in SUPPORTED_PROVIDERS:
+            raise ValueError(f"unsupported model_endpoint_type {value!r}; use one of {', '.join(SUPPORTED_PROVIDERS)}")
+        return value
+
+
+class BlockCreate(Lenient):
+    label: str = Field(min_length=1, max_length=200)
+    value: str = ""
+    limit: int = Field(DEFAULT_BLOCK_LIMIT, gt=0)
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _fits(self) -> BlockCreate:
+        if len(self.value) > self.limit:
+            raise ValueError(f"block {self.label!r} holds {len(self.value)} characters, over its limit {self.limit}")
+        return self
+
+
+class CreateAgent(Lenient):
+    name: str | None = Field(None, max_length=500)
+    system: str | None = None
+    description: str | None = None
+    model: str | None = Field(None, description='"provider/model", e.g. "openai/gpt-4o-mini"')
+    llm_config: LlmConfig | None = None
+    context_window_limit: int | None = Field(None, gt=0)
+    memory_blocks: list[BlockCreate] = Field(default_factory=list)
+    tools: list[str] = Field(default_factory=list)
+    tool_rules: list[dict[str, Any]] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("memory_blocks", "tools", "tool_rules", "tags", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @field_validator("model")
+    @classmethod
+    def _known_provider(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                split_handle(value)
+            except UnknownProvider as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _has_a_model(self) -> CreateAgent:
+        if self.model is None and self.llm_config is None:
+            raise ValueError('give "model" as "provider/model" (e.g. "openai/gpt-4o-mini") or an llm_config')
+        labels = [block.label for block in self.memory_blocks]
+        if len(labels) != len(set(labels)):
+            raise ValueError("memory_blocks labels must be unique")
+        return self
+
+    def resolved_llm_config(self) -> dict[str, Any]:
+        """The llm_config to store: the handle decides provider and model; llm_config adds details."""
+        config = self.llm_config.model_dump(exclude_none=True) if self.llm_config else {}
+        if self.model is not None:
+            provider, model = split_handle(self.model)
+            config.update(model=model, model_endpoint_type=provider)
+        config.setdefault("context_window", self.context_window_limit or DEFAULT_CONTEXT_WINDOW)
+        return config
+
+
+class AgentListQuery(Lenient):
+    before: str | None = None
+    after: str | None = None
+    limit: int = Field(100, ge=1, le=1000)
+    order: str = Field("desc", pattern="^(asc|desc)$")
+    name: str | None = None
+
+
+class AgentState(BaseModel):
+    """What the agent routes return (documented; extra fields follow Letta's AgentState)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    agent_type: str = "letta_v1_agent"
+    name: str
+    system: str
+    model: str
+    llm_config: dict[str, Any]
+    blocks: list[dict[str, Any]]
+    memory: dict[str, Any]
+    tools: list[dict[str, Any]]
+    tool_rules: list[dict[str, Any]]
+    sources: list[Any]
+    tags: list[str]
+    metadata: dict[str, Any] | None
+    created_at: str
+    message_ids: list[str]

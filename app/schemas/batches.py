@@ -1,0 +1,121 @@
+"""Batches as clients create them (CreateBatch) and as the API returns them (BatchJob)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from app.schemas.common import Lenient, PageQuery
+from app.schemas.messages import ContentPart, MessageCreate
+
+MAX_REQUESTS_PER_BATCH = 100_000
+MAX_STEPS_CEILING = 1000
+
+
+class ClientTool(Lenient):
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class LettaRequest(Lenient):
+    """One request to an agent (the body of POST /v1/agents/{id}/messages)."""
+
+    messages: list[MessageCreate] | None = None
+    input: str | list[ContentPart] | None = None
+    max_steps: int | None = Field(None, ge=1, le=MAX_STEPS_CEILING)
+    use_assistant_message: bool = True
+    assistant_message_tool_name: str = "send_message"
+    assistant_message_tool_kwarg: str = "message"
+    include_return_message_types: list[str] | None = None
+    enable_thinking: bool | str | None = None
+    client_tools: list[ClientTool] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_input(self) -> LettaRequest:
+        if (self.messages is None) == (self.input is None):
+            raise ValueError('give exactly one of "messages" or "input"')
+        if self.messages is not None and not self.messages:
+            raise ValueError('"messages" must hold at least one message')
+        return self
+
+
+class LettaBatchRequest(LettaRequest):
+    agent_id: str = Field(min_length=1, max_length=200)
+
+
+class CreateBatch(Lenient):
+    requests: list[LettaBatchRequest] = Field(min_length=1, max_length=MAX_REQUESTS_PER_BATCH)
+    callback_url: str | None = Field(None, max_length=2048)
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("callback_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http:// or https:// URL")
+        return value
+
+
+class BatchPath(BaseModel):
+    batch_id: str = Field(max_length=200)
+
+
+class BatchMessagesQuery(PageQuery):
+    agent_id: str | None = None
+
+
+class BatchRequestsQuery(PageQuery):
+    order: Literal["asc", "desc"] = "asc"
+
+
+class RequestCounts(BaseModel):
+    total: int
+    pending: int
+    running: int
+    succeeded: int
+    errored: int
+    cancelled: int
+    expired: int
+
+
+class BatchJob(BaseModel):
+    id: str = Field(description="job-<uuid4>")
+    agent_id: str | None
+    background: bool | None = None
+    callback_error: str | None
+    callback_sent_at: str | None
+    callback_status_code: int | None
+    callback_url: str | None
+    completed_at: str | None
+    created_at: str
+    created_by_id: str
+    job_type: Literal["batch"] = "batch"
+    last_updated_by_id: str
+    metadata: dict[str, Any]
+    status: Literal["created", "pending", "running", "completed", "failed", "cancelled", "expired"]
+    stop_reason: str | None
+    total_duration_ns: int | None
+    ttft_ns: int | None
+    updated_at: str
+    request_counts: RequestCounts
+
+
+class BatchItem(BaseModel):
+    id: str = Field(description="batch_item-<uuid4>")
+    batch_id: str
+    agent_id: str
+    index: int
+    status: Literal["pending", "running", "succeeded", "errored", "cancelled", "expired"]
+    stop_reason: str | None
+    ttft_ns: int | None
+    total_duration_ns: int | None
+    error: str | None
+    attempts: int
+    started_at: str | None
+    completed_at: str | None

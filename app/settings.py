@@ -1,0 +1,76 @@
+"""Batchline's configuration: environment variables (and a `.env` file), read once per process.
+
+Names without the `BATCHLINE_` prefix are the conventional ones other tools share (`PORT`,
+`REDIS_URL`, the provider keys); everything of Batchline's own is `BATCHLINE_<FIELD>`.
+Build it in a factory (`create_app`, the broker module), never at import of a library module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Default port of the web process (Letta's).
+DEFAULT_PORT = 8283
+#: Default number of batch items one Dramatiq message carries; each item of a chunk runs
+#: concurrently on the worker's event loop.
+DEFAULT_CHUNK_SIZE = 50
+#: Default completion window of a batch (OpenAI's and Anthropic's is 24 h too).
+DEFAULT_COMPLETION_WINDOW_S = 24 * 3600
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BATCHLINE_",
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    port: int = Field(DEFAULT_PORT, validation_alias="PORT")
+    #: None means: start (or join) the embedded redis-server under `var_dir`.
+    redis_url: str | None = Field(None, validation_alias="REDIS_URL")
+    var_dir: Path = Path("var")
+
+    openai_base_url: str = Field("https://api.openai.com/v1", validation_alias="OPENAI_BASE_URL")
+    openai_api_key: SecretStr | None = Field(None, validation_alias="OPENAI_API_KEY")
+    anthropic_base_url: str = Field("https://api.anthropic.com", validation_alias="ANTHROPIC_BASE_URL")
+    anthropic_api_key: SecretStr | None = Field(None, validation_alias="ANTHROPIC_API_KEY")
+
+    #: The `simulated/` model (demos and benchmarks only): delay before the first token and
+    #: between tokens.
+    simulated_ttft_ms: float = 200.0
+    simulated_token_ms: float = 20.0
+
+    #: Provider calls: attempts for 429/5xx/network errors, backoff, and the cap on a
+    #: provider's Retry-After that we are willing to wait.
+    llm_max_attempts: int = 4
+    llm_backoff_base_s: float = 1.0
+    llm_backoff_max_s: float = 30.0
+    llm_retry_after_max_s: float = 60.0
+    llm_connect_timeout_s: float = 10.0
+    #: Longest silence allowed inside a stream before the call counts as failed.
+    llm_read_timeout_s: float = 300.0
+
+    max_steps_default: int = 50
+    #: An item that runs longer than this ends with stop_reason `error`.
+    item_timeout_s: float = 3600.0
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    #: Model streams one worker process keeps open at once (across all its chunks).
+    worker_max_streams: int = 1000
+    #: How long an item's claim stays valid without renewal; a dead worker's items are
+    #: taken over by a redelivered message after this.
+    item_lease_s: float = 30.0
+    completion_window_s: float = DEFAULT_COMPLETION_WINDOW_S
+    #: Agent history sent to the model is cut to this many most recent messages.
+    history_max_messages: int = 200
+
+    webhook_secret: SecretStr | None = None
+    callback_timeout_s: float = 10.0
+    callback_max_attempts: int = 8
+    callback_allow_private: bool = False
+
+    #: Hard ceiling of a request body (Letta's): larger is 413.
+    max_body_bytes: int = 256 * 1024 * 1024

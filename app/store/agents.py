@@ -1,0 +1,101 @@
+"""Agents: a JSON record, a hash of memory blocks (label -> JSON, so a run can change one block
+atomically), and an index ordered by creation for cursor pagination."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+
+from app.ids import DEFAULT_USER_ID, new_id, now_iso
+from app.schemas.agents import DEFAULT_SYSTEM_PROMPT, CreateAgent
+from app.store import keys
+from app.store.pagination import Order, page
+
+
+class AgentStore:
+    def __init__(self, *, client: redis.Redis) -> None:
+        self.client = client
+
+    def create(self, request: CreateAgent) -> dict[str, Any]:
+        agent_id = new_id("agent")
+        created = now_iso()
+        llm_config = request.resolved_llm_config()
+        record = {
+            "id": agent_id,
+            "name": request.name or f"agent-{agent_id[6:14]}",
+            "system": request.system if request.system is not None else DEFAULT_SYSTEM_PROMPT,
+            "description": request.description,
+            "model": f"{llm_config['model_endpoint_type']}/{llm_config['model']}",
+            "llm_config": llm_config,
+            "tools": request.tools,
+            "tool_rules": request.tool_rules,
+            "tags": request.tags,
+            "metadata": request.metadata,
+            "created_at": created,
+            "updated_at": created,
+            "created_by_id": DEFAULT_USER_ID,
+        }
+        blocks = {
+            block.label: json.dumps({
+                "id": new_id("block"), "label": block.label, "value": block.value, "limit": block.limit,
+                "description": block.description, "position": position,
+            })
+            for position, block in enumerate(request.memory_blocks)
+        }
+        seq = self.client.incr(keys.SEQ)
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.set(keys.agent(agent_id), json.dumps(record))
+            if blocks:
+                pipe.hset(keys.agent_blocks(agent_id), mapping=blocks)
+            pipe.zadd(keys.AGENTS, {agent_id: seq})
+            pipe.execute()
+        return self._with_blocks(record, blocks)
+
+    def get(self, agent_id: str) -> dict[str, Any] | None:
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.get(keys.agent(agent_id))
+            pipe.hgetall(keys.agent_blocks(agent_id))
+            raw, blocks = pipe.execute()
+        return None if raw is None else self._with_blocks(json.loads(raw), blocks)
+
+    def get_many(self, agent_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Agents by id (the missing ones are absent), in two round trips whatever the count."""
+        ids = list(dict.fromkeys(agent_ids))
+        with self.client.pipeline(transaction=False) as pipe:
+            for agent_id in ids:
+                pipe.get(keys.agent(agent_id))
+            raws = pipe.execute()
+        return {agent_id: json.loads(raw) for agent_id, raw in zip(ids, raws, strict=True) if raw is not None}
+
+    def list(self, *, after: str | None, before: str | None, limit: int, order: Order,
+             name: str | None = None) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        cursor_after, cursor_before = after, before
+        while len(found) < limit:
+            ids = page(self.client, keys.AGENTS, after=cursor_after, before=cursor_before, limit=limit, order=order)
+            if not ids:
+                break
+            agents = [agent for agent in (self.get(agent_id) for agent_id in ids) if agent is not None]
+            found.extend(agent for agent in agents if name is None or agent["name"] == name)
+            if name is None or len(ids) < limit:
+                break
+            if cursor_before is not None and cursor_after is None:
+                cursor_before = ids[0]
+            else:
+                cursor_after = ids[-1]
+        return found[:limit]
+
+    def delete(self, agent_id: str) -> bool:
+        """Forget the agent; its messages stay readable through the batches that made them."""
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.agent(agent_id), keys.agent_blocks(agent_id), keys.agent_messages(agent_id))
+            pipe.zrem(keys.AGENTS, agent_id)
+            deleted, _ = pipe.execute()
+        return bool(deleted)
+
+    @staticmethod
+    def _with_blocks(record: dict[str, Any], blocks: dict[str, str]) -> dict[str, Any]:
+        ordered = sorted((json.loads(raw) for raw in blocks.values()), key=lambda block: block["position"])
+        return {**record, "blocks": ordered}

@@ -1,0 +1,201 @@
+"""Batches: a hash per batch (fields, live counters, callback state), a hash per item, and
+indexes ordered by creation. State transitions run as Lua scripts (app/lua/)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from app.ids import DEFAULT_USER_ID, iso_from_ns, new_id
+from app.schemas.batches import LettaBatchRequest
+from app.store import keys
+from app.store.pagination import Order, page
+from app.store.scripts import Scripts
+
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "expired"})
+STOPPED_STATUSES = frozenset({"cancelled", "expired"})
+COUNTERS = ("total", "pending", "running", "succeeded", "errored", "cancelled", "expired")
+#: How long an Idempotency-Key keeps answering with the batch it created.
+IDEMPOTENCY_TTL_S = 24 * 3600
+
+
+@dataclass(frozen=True)
+class StopResult:
+    #: stopped | already | conflict | missing
+    result: str
+    #: for "conflict": the batch's terminal status
+    status: str | None = None
+    #: for "stopped": items still running (their streams are being closed)
+    running: int = 0
+
+
+class BatchStore:
+    def __init__(self, *, client: redis.Redis, scripts: Scripts) -> None:
+        self.client = client
+        self.scripts = scripts
+
+    def create(self, *, requests: list[LettaBatchRequest], callback_url: str | None,
+               metadata: dict[str, Any] | None, completion_window_s: float,
+               idempotency_key: str | None = None) -> tuple[str, bool]:
+        """Store a batch and its items in one transaction; return (batch id, created).
+
+        With an idempotency key already used, nothing is stored and the earlier batch id is returned.
+        """
+        batch_id = new_id("job")
+        if idempotency_key is not None:
+            claimed = self.client.set(keys.idempotency(idempotency_key), batch_id, nx=True, ex=IDEMPOTENCY_TTL_S)
+            if not claimed:
+                return self.client.get(keys.idempotency(idempotency_key)), False
+        seconds, micros = self.client.time()
+        created_us = seconds * 1_000_000 + micros
+        agent_ids = {request.agent_id for request in requests}
+        seq = self.client.incr(keys.SEQ)
+        fields = {
+            "id": batch_id, "status": "created", "created_us": created_us, "updated_us": created_us,
+            "agent_id": next(iter(agent_ids)) if len(agent_ids) == 1 else "",
+            "callback_url": callback_url or "",
+            "metadata": json.dumps({"job_type": "batch_messages", **(metadata or {})}),
+            "expires_us": created_us + int(completion_window_s * 1_000_000),
+            "created_by_id": DEFAULT_USER_ID,
+            **{counter: 0 for counter in COUNTERS},
+        }
+        fields["total"] = fields["pending"] = len(requests)
+        item_ids = [new_id("batch_item") for _ in requests]
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.batch(batch_id), mapping=fields)
+            for index, (item_id, request) in enumerate(zip(item_ids, requests, strict=True)):
+                pipe.hset(keys.item(item_id), mapping={
+                    "id": item_id, "batch_id": batch_id, "agent_id": request.agent_id, "idx": index,
+                    "status": "pending", "request": request.model_dump_json(exclude_none=True),
+                })
+            pipe.zadd(keys.batch_items(batch_id), {item_id: index for index, item_id in enumerate(item_ids)})
+            pipe.zadd(keys.BATCHES, {batch_id: seq})
+            pipe.execute()
+        return batch_id, True
+
+    def discard(self, batch_id: str, *, idempotency_key: str | None = None) -> None:
+        """Remove a batch that could not be enqueued, so the client's retry starts clean."""
+        item_ids = self.client.zrange(keys.batch_items(batch_id), 0, -1)
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.batch(batch_id), keys.batch_items(batch_id), *(keys.item(i) for i in item_ids))
+            pipe.zrem(keys.BATCHES, batch_id)
+            if idempotency_key is not None:
+                pipe.delete(keys.idempotency(idempotency_key))
+            pipe.execute()
+
+    def advance(self, batch_id: str, *, from_status: str, to_status: str) -> bool:
+        return bool(self.scripts.advance_status(keys=[keys.batch(batch_id)], args=[from_status, to_status]))
+
+    def get(self, batch_id: str) -> dict[str, Any] | None:
+        fields = self.client.hgetall(keys.batch(batch_id))
+        return batch_job(fields) if fields else None
+
+    def raw(self, batch_id: str) -> dict[str, str]:
+        return self.client.hgetall(keys.batch(batch_id))
+
+    def list(self, *, after: str | None, before: str | None, limit: int, order: Order) -> list[dict[str, Any]]:
+        ids = page(self.client, keys.BATCHES, after=after, before=before, limit=limit, order=order)
+        with self.client.pipeline(transaction=False) as pipe:
+            for batch_id in ids:
+                pipe.hgetall(keys.batch(batch_id))
+            return [batch_job(fields) for fields in pipe.execute() if fields]
+
+    def item_ids(self, batch_id: str, *, start: int, stop: int) -> list[str]:
+        """Item ids by position, `start` to `stop` inclusive."""
+        return self.client.zrange(keys.batch_items(batch_id), start, stop)
+
+    def items_page(self, batch_id: str, *, after: str | None, before: str | None, limit: int,
+                   order: Order) -> list[dict[str, Any]]:
+        ids = page(self.client, keys.batch_items(batch_id), after=after, before=before, limit=limit, order=order)
+        batch_status = self.client.hget(keys.batch(batch_id), "status")
+        with self.client.pipeline(transaction=False) as pipe:
+            for item_id in ids:
+                pipe.hgetall(keys.item(item_id))
+            return [batch_item(fields, batch_status) for fields in pipe.execute() if fields]
+
+    def stop(self, batch_id: str, *, status: str) -> StopResult:
+        stop_reason = "cancelled" if status == "cancelled" else ""
+        result, detail = self.scripts.stop_batch(
+            keys=[keys.batch(batch_id)], args=[status, stop_reason, keys.STOP_CHANNEL, batch_id])
+        if result == "stopped":
+            return StopResult(result, running=int(detail))
+        return StopResult(result, status=detail or None)
+
+    def finalize(self, batch_id: str) -> tuple[str, str]:
+        """(finalized | terminal | busy | missing, status)"""
+        result, status = self.scripts.finalize_batch(keys=[keys.batch(batch_id)])
+        return result, status
+
+    def record_callback_attempt(self, batch_id: str, *, sent_us: int, status_code: int | None,
+                                error: str | None, delivered: bool) -> None:
+        self.client.hset(keys.batch(batch_id), mapping={
+            "callback_sent_us": sent_us,
+            "callback_status_code": "" if status_code is None else status_code,
+            "callback_error": error or "",
+            "callback_delivered": int(delivered),
+        })
+
+    def mark_callback_queued(self, batch_id: str) -> None:
+        self.client.hset(keys.batch(batch_id), "callback_queued", 1)
+
+
+def _int(fields: dict[str, str], name: str) -> int | None:
+    value = fields.get(name)
+    return int(value) if value not in (None, "") else None
+
+
+def _iso_us(fields: dict[str, str], name: str) -> str | None:
+    micros = _int(fields, name)
+    return None if micros is None else iso_from_ns(micros * 1000)
+
+
+def batch_job(fields: dict[str, str]) -> dict[str, Any]:
+    """A stored batch hash in the BatchJob shape of the API."""
+    created_us = int(fields["created_us"])
+    first_token_us = _int(fields, "first_token_us")
+    return {
+        "id": fields["id"],
+        "agent_id": fields.get("agent_id") or None,
+        "background": None,
+        "callback_error": fields.get("callback_error") or None,
+        "callback_sent_at": _iso_us(fields, "callback_sent_us"),
+        "callback_status_code": _int(fields, "callback_status_code"),
+        "callback_url": fields.get("callback_url") or None,
+        "completed_at": _iso_us(fields, "completed_us"),
+        "created_at": iso_from_ns(created_us * 1000),
+        "created_by_id": fields.get("created_by_id"),
+        "job_type": "batch",
+        "last_updated_by_id": fields.get("created_by_id"),
+        "metadata": json.loads(fields.get("metadata") or "{}"),
+        "status": fields["status"],
+        "stop_reason": fields.get("stop_reason") or None,
+        "total_duration_ns": _int(fields, "total_duration_ns"),
+        "ttft_ns": None if first_token_us is None else max(0, (first_token_us - created_us) * 1000),
+        "updated_at": _iso_us(fields, "updated_us"),
+        "request_counts": {counter: int(fields.get(counter) or 0) for counter in COUNTERS},
+    }
+
+
+def batch_item(fields: dict[str, str], batch_status: str | None) -> dict[str, Any]:
+    status = fields["status"]
+    if status == "pending" and batch_status in STOPPED_STATUSES:
+        # stop_batch counts unstarted items as stopped at once; their hashes catch up when a
+        # worker reaches them.
+        status = batch_status
+    return {
+        "id": fields["id"],
+        "batch_id": fields["batch_id"],
+        "agent_id": fields["agent_id"],
+        "index": int(fields["idx"]),
+        "status": status,
+        "stop_reason": fields.get("stop_reason") or ("cancelled" if status == "cancelled" else None),
+        "ttft_ns": _int(fields, "ttft_ns"),
+        "total_duration_ns": _int(fields, "total_duration_ns"),
+        "error": fields.get("error") or None,
+        "attempts": int(fields.get("attempts") or 0),
+        "started_at": _iso_us(fields, "started_us"),
+        "completed_at": _iso_us(fields, "completed_us"),
+    }

@@ -1,0 +1,50 @@
+"""Redis key names. Everything Batchline stores lives under one prefix."""
+
+PREFIX = "bl:"
+SEQ = PREFIX + "seq"
+AGENTS = PREFIX + "agents"
+BATCHES = PREFIX + "batches"
+MESSAGE_PREFIX = PREFIX + "msg:"
+#: Pub/sub channel on which a batch id is published when the batch is cancelled or expired.
+STOP_CHANNEL = PREFIX + "stop"
+WEBHOOK_SECRET = PREFIX + "webhook_secret"
+
+
+def agent(agent_id: str) -> str:
+    return f"{PREFIX}agent:{agent_id}"
+
+
+def agent_blocks(agent_id: str) -> str:
+    return f"{PREFIX}agent:{agent_id}:blocks"
+
+
+def agent_messages(agent_id: str) -> str:
+    return f"{PREFIX}agent:{agent_id}:msgs"
+
+
+def message(message_id: str) -> str:
+    return MESSAGE_PREFIX + message_id
+
+
+def batch(batch_id: str) -> str:
+    return f"{PREFIX}batch:{batch_id}"
+
+
+def batch_items(batch_id: str) -> str:
+    return f"{PREFIX}batch:{batch_id}:items"
+
+
+def batch_messages(batch_id: str) -> str:
+    return f"{PREFIX}batch:{batch_id}:msgs"
+
+
+def batch_agent_messages(batch_id: str, agent_id: str) -> str:
+    return f"{PREFIX}batch:{batch_id}:agent:{agent_id}:msgs"
+
+
+def item(item_id: str) -> str:
+    return f"{PREFIX}item:{item_id}"
+
+
+def idempotency(key: str) -> str:
+    return f"{PREFIX}idem:{key}"

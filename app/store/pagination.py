@@ -1,0 +1,56 @@
+"""Order-relative cursor pagination over a sorted set whose scores are creation sequence numbers.
+
+`after=X` gives the members that follow X in the requested order, `before=X` the ones that
+precede it (the nearest ones, still returned in the requested order). Paging on with the last
+id of each page ends with an empty page and never repeats a member.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import redis
+
+Order = Literal["asc", "desc"]
+
+
+class UnknownCursor(LookupError):
+    def __init__(self, name: str, value: str) -> None:
+        super().__init__(f"Unknown cursor {name}={value!r}: it is not an id in this list.")
+
+
+def page(
+    client: redis.Redis, key: str, *, after: str | None = None, before: str | None = None,
+    limit: int = 100, order: Order = "desc",
+) -> list[str]:
+    lo, hi = "-inf", "+inf"  # bounds in ascending score terms
+    after_score = _score(client, key, "after", after)
+    before_score = _score(client, key, "before", before)
+    if order == "asc":
+        if after_score is not None:
+            lo = f"({after_score}"
+        if before_score is not None:
+            hi = f"({before_score}"
+    else:
+        if after_score is not None:
+            hi = f"({after_score}"
+        if before_score is not None:
+            lo = f"({before_score}"
+    # Walk from the `after` side when there is one; with only `before`, take the nearest ones.
+    walk_ascending = (order == "asc") == (after is not None or before is None)
+    if walk_ascending:
+        members = client.zrangebyscore(key, lo, hi, start=0, num=limit)
+    else:
+        members = client.zrevrangebyscore(key, hi, lo, start=0, num=limit)
+    if walk_ascending != (order == "asc"):
+        members.reverse()
+    return [m.decode() if isinstance(m, bytes) else m for m in members]
+
+
+def _score(client: redis.Redis, key: str, name: str, member: str | None) -> int | None:
+    if member is None:
+        return None
+    score = client.zscore(key, member)
+    if score is None:
+        raise UnknownCursor(name, member)
+    return int(score)

@@ -1,0 +1,91 @@
+"""The worker's side of a batch item: claim it under a lease, keep the lease alive, and commit
+its outcome, messages and memory changes exactly once (app/lua/claim_item.lua, commit_run.lua)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from app.store import keys
+from app.store.scripts import Scripts
+
+
+@dataclass(frozen=True)
+class Claim:
+    #: run | busy | done | stopped | stop_running | missing (see claim_item.lua)
+    action: str
+    #: Redis server time of the claim, in microseconds.
+    now_us: int
+
+
+@dataclass
+class RunRecord:
+    """Everything one run leaves behind."""
+
+    #: succeeded | errored | cancelled | expired
+    outcome: str
+    stop_reason: str | None
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    #: Memory blocks the run changed, whole.
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+    ttft_ns: int | None = None
+    total_duration_ns: int | None = None
+    error: str | None = None
+    #: Redis-clock microseconds of the first streamed token, when there was one.
+    first_token_us: int | None = None
+
+
+@dataclass(frozen=True)
+class Commit:
+    committed: bool
+    #: Items of the batch not yet ended (-1 when the commit was a duplicate).
+    remaining: int
+    batch_status: str
+
+
+class RunStore:
+    def __init__(self, *, client: redis.Redis, scripts: Scripts) -> None:
+        self.client = client
+        self.scripts = scripts
+
+    def load_item(self, item_id: str) -> dict[str, str]:
+        return self.client.hgetall(keys.item(item_id))
+
+    def claim(self, *, batch_id: str, item_id: str, owner: str, lease_s: float) -> Claim:
+        action, now_us = self.scripts.claim_item(
+            keys=[keys.item(item_id), keys.batch(batch_id)], args=[owner, int(lease_s * 1_000_000)])
+        return Claim(action, int(now_us))
+
+    def renew(self, *, item_ids: list[str], owner: str, lease_s: float) -> int:
+        if not item_ids:
+            return 0
+        return self.scripts.renew_leases(keys=[keys.item(i) for i in item_ids], args=[owner, int(lease_s * 1_000_000)])
+
+    def release(self, *, item_id: str, owner: str) -> bool:
+        return bool(self.scripts.release_item(keys=[keys.item(item_id)], args=[owner]))
+
+    def commit(self, *, agent_id: str, record: RunRecord, batch_id: str | None = None,
+               item_id: str | None = None) -> Commit:
+        in_batch = batch_id is not None and item_id is not None
+        payload = json.dumps({
+            "messages": [[message["id"], json.dumps(message)] for message in record.messages],
+            "blocks": [[block["label"], json.dumps(block)] for block in record.blocks],
+        })
+        committed, remaining, batch_status = self.scripts.commit_run(
+            keys=[
+                keys.SEQ, keys.agent_messages(agent_id), keys.agent_blocks(agent_id),
+                keys.item(item_id) if in_batch else "", keys.batch(batch_id) if in_batch else "",
+                keys.batch_messages(batch_id) if in_batch else "",
+                keys.batch_agent_messages(batch_id, agent_id) if in_batch else "",
+            ],
+            args=[
+                keys.MESSAGE_PREFIX, payload, record.outcome, record.stop_reason or "",
+                "" if record.ttft_ns is None else record.ttft_ns,
+                "" if record.total_duration_ns is None else record.total_duration_ns,
+                record.error or "", "" if record.first_token_us is None else record.first_token_us,
+            ],
+        )
+        return Commit(bool(committed), int(remaining), batch_status)

@@ -1,0 +1,25 @@
+"""The Lua scripts behind every state transition that must be atomic (see app/lua/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis
+
+_LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
+
+
+class Scripts:
+    """Registered scripts, bound to one client (EVALSHA, with EVAL on a cold script cache)."""
+
+    def __init__(self, *, client: redis.Redis) -> None:
+        def load(name: str):
+            return client.register_script((_LUA_DIR / f"{name}.lua").read_text())
+
+        self.claim_item = load("claim_item")
+        self.renew_leases = load("renew_leases")
+        self.release_item = load("release_item")
+        self.commit_run = load("commit_run")
+        self.stop_batch = load("stop_batch")
+        self.finalize_batch = load("finalize_batch")
+        self.advance_status = load("advance_status")
