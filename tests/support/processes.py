@@ -19,7 +19,8 @@ BIN = Path(sys.executable).parent
 
 
 def service_env(redis_url: str | None, **extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("BATCHLINE_", "OPENAI_", "ANTHROPIC_"))}
+    own = ("BATCHLINE_", "OPENAI_", "ANTHROPIC_")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(own)}
     env.pop("REDIS_URL", None)
     if redis_url is not None:
         env["REDIS_URL"] = redis_url
