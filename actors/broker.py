@@ -11,18 +11,17 @@ from actors.runtime import ItemRuntime
 from app.embedded_redis import ensure_embedded_redis
 from app.settings import Settings
 
-#: A worker silent this long is dead and its unacked messages go back to the queue (Dramatiq's
-#: default is 60 s; item leases make a takeover safe sooner).
-HEARTBEAT_TIMEOUT_MS = 30_000
 #: Chance (per million broker commands) that a command also requeues dead workers' messages.
 #: Dramatiq's default (1,000) leaves a dead worker's chunks waiting for minutes on quiet queues.
 MAINTENANCE_CHANCE = 20_000
 
 settings = Settings()
 redis_url = settings.redis_url or ensure_embedded_redis(settings.var_dir)
-broker = RedisBroker(url=redis_url, heartbeat_timeout=HEARTBEAT_TIMEOUT_MS, maintenance_chance=MAINTENANCE_CHANCE)
+broker = RedisBroker(url=redis_url, heartbeat_timeout=int(settings.worker_heartbeat_timeout_s * 1000),
+                     maintenance_chance=MAINTENANCE_CHANCE)
 async_io = AsyncIO()
 broker.add_middleware(async_io)
-# Before AsyncIO, so that at shutdown the runtime closes while the event loop still runs.
-broker.add_middleware(ItemRuntime(settings=settings, redis_url=redis_url), before=AsyncIO)
+# After AsyncIO: "after" hooks run in reverse order, so at shutdown the runtime closes while the
+# event loop still runs.
+broker.add_middleware(ItemRuntime(settings=settings, redis_url=redis_url))
 dramatiq.set_broker(broker)

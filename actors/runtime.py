@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -35,6 +36,8 @@ from app.tasks import FINALIZE_BATCH, TaskQueue
 
 logger = logging.getLogger(__name__)
 
+#: A second SIGTERM this soon after the first is the same stop request delivered twice.
+DUPLICATE_SIGNAL_WINDOW_S = 2.0
 #: How often in-flight batches are checked for a stop the pub/sub message may have missed.
 STOP_POLL_S = 2.0
 
@@ -212,6 +215,27 @@ class WorkerRuntime:
                 logger.warning("Could not renew item leases; retrying", exc_info=True)
 
 
+def _absorb_duplicate_sigterm() -> None:
+    """Process managers (honcho, systemd with KillMode=control-group) signal the whole process
+    group, and the dramatiq main process forwards the same SIGTERM to its workers: a worker gets
+    it twice at once and takes the second as "kill now", skipping the graceful stop that gives
+    items back. A second SIGTERM within a moment of the first is the same request; ignore it."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if not callable(previous):
+        return
+    first_at: float | None = None
+
+    def handler(signum: int, frame: object) -> None:
+        nonlocal first_at
+        now = time.monotonic()
+        if first_at is not None and now - first_at < DUPLICATE_SIGNAL_WINDOW_S:
+            return
+        first_at = first_at or now
+        previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def _stop_reason(status: str) -> str | None:
     return "cancelled" if status == "cancelled" else None
 
@@ -222,6 +246,9 @@ class ItemRuntime(Middleware):
     def __init__(self, *, settings: Settings, redis_url: str) -> None:
         self.settings = settings
         self.redis_url = redis_url
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        _absorb_duplicate_sigterm()
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         global _runtime

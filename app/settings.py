@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     #: How long an item's claim stays valid without renewal; a dead worker's items are
     #: taken over by a redelivered message after this.
     item_lease_s: float = 30.0
+    #: A worker process silent this long is dead: its unacked messages go back to the queue
+    #: (Dramatiq's default is 60 s; item leases make an early takeover safe).
+    worker_heartbeat_timeout_s: float = 30.0
     completion_window_s: float = DEFAULT_COMPLETION_WINDOW_S
     #: Agent history sent to the model is cut to this many most recent messages.
     history_max_messages: int = 200
