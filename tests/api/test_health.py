@@ -1,0 +1,37 @@
+"""Probes and the OpenAPI document."""
+
+from __future__ import annotations
+
+from app import create_app
+from app.embedded_redis import free_port
+
+
+def test_given_redis_up_when_probed_then_both_probes_answer_200(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    assert client.get("/readyz").get_json() == {"status": "ready"}
+
+
+def test_given_redis_down_when_probed_then_readyz_is_503_and_api_calls_are_503_not_500(settings):
+    down = create_app(settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})).test_client()
+    assert down.get("/healthz").status_code == 200
+    ready = down.get("/readyz")
+    assert ready.status_code == 503 and "Redis" in ready.get_json()["detail"]
+    listed = down.get("/v1/messages/batches")
+    assert listed.status_code == 503 and "Redis" in listed.get_json()["detail"]
+
+
+def test_given_the_app_when_the_openapi_document_is_fetched_then_it_lists_every_route(client):
+    document = client.get("/docs/openapi.json").get_json()
+    assert document["openapi"].startswith("3.1")
+    paths = document["paths"]
+    for path in ("/v1/messages/batches", "/v1/messages/batches/{batch_id}", "/v1/messages/batches/{batch_id}/cancel",
+                 "/v1/messages/batches/{batch_id}/messages", "/v1/messages/batches/{batch_id}/requests",
+                 "/v1/agents/", "/v1/agents/{agent_id}", "/v1/agents/{agent_id}/messages"):
+        assert path in paths, path
+    page = client.get("/docs/swagger")
+    assert page.status_code == 200 and b"swagger-ui" in page.data
+
+
+def test_given_an_unknown_route_when_called_then_404_is_json(client):
+    response = client.get("/v1/nothing")
+    assert response.status_code == 404 and "detail" in response.get_json()
