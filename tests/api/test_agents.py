@@ -60,7 +60,8 @@ def test_given_agents_when_listed_by_name_and_paged_then_each_comes_once(client)
 
 def test_given_an_agent_when_deleted_then_it_is_gone_and_a_second_delete_is_404(client):
     agent_id = _create(client).get_json()["id"]
-    assert client.delete(f"/v1/agents/{agent_id}").get_json() == {"message": f"Agent id={agent_id} successfully deleted"}
+    deleted = client.delete(f"/v1/agents/{agent_id}").get_json()
+    assert deleted == {"message": f"Agent id={agent_id} successfully deleted"}
     assert client.get(f"/v1/agents/{agent_id}").status_code == 404
     assert client.delete(f"/v1/agents/{agent_id}").status_code == 404
 
