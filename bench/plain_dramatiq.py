@@ -1,0 +1,38 @@
+"""Baselines for bench/concurrency.py, not used by Batchline: one Dramatiq message per request,
+streamed either by a plain sync actor on its worker thread, or by an async actor on Dramatiq's
+event loop (which still holds a worker thread for its whole run)."""
+
+from __future__ import annotations
+
+import os
+
+import dramatiq
+import httpx
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import AsyncIO
+
+broker = RedisBroker(url=os.environ["REDIS_URL"])
+broker.add_middleware(AsyncIO())
+dramatiq.set_broker(broker)
+_client = httpx.Client(timeout=60)
+_async_client: httpx.AsyncClient | None = None
+_BODY = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+
+
+@dramatiq.actor(queue_name="plain", max_retries=0)
+def stream_one(endpoint: str, done_key: str) -> None:
+    with _client.stream("POST", f"{endpoint}/chat/completions", json=_BODY) as response:
+        for _ in response.iter_lines():
+            pass
+    broker.client.incr(done_key)
+
+
+@dramatiq.actor(queue_name="plain", max_retries=0)
+async def stream_one_async(endpoint: str, done_key: str) -> None:
+    global _async_client
+    if _async_client is None:
+        _async_client = httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=None))
+    async with _async_client.stream("POST", f"{endpoint}/chat/completions", json=_BODY) as response:
+        async for _ in response.aiter_lines():
+            pass
+    broker.client.incr(done_key)
