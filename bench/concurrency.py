@@ -14,8 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import dramatiq
 import httpx
 import redis
+from dramatiq.brokers.redis import RedisBroker
 
 from app.embedded_redis import free_port
 from tests.fakes.model_servers import FakeOpenAIServer
@@ -59,10 +61,6 @@ def run_plain(redis_url: str, model: FakeOpenAIServer, *, requests: int, threads
                     "--threads", str(threads), "--queues", "plain"], env=env, cwd=REPO, log=logs / "plain.log")
     try:
         time.sleep(3)
-        from dramatiq.brokers.redis import RedisBroker
-
-        import dramatiq
-
         broker = RedisBroker(url=redis_url)
         client = redis.Redis.from_url(redis_url)
         started = time.monotonic()
