@@ -32,7 +32,8 @@ def main() -> None:
         redis_process, redis_url = start_redis(Path(tmp))
         try:
             env = service_env(redis_url)
-            with web_process(env, port=free_port(), log=Path(tmp) / "web.log") as base, httpx.Client(timeout=60) as http:
+            web = web_process(env, port=free_port(), log=Path(tmp) / "web.log")
+            with web as base, httpx.Client(timeout=60) as http:
                 agent = http.post(f"{base}/v1/agents/", json={"model": "simulated/echo"}).json()
                 body = {"requests": [{"agent_id": agent["id"], "input": f"question {i}"} for i in range(args.requests)]}
                 posts = []
