@@ -1,0 +1,255 @@
+"""Anthropic Messages API, streamed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from app.providers.base import (
+    ChatMessage,
+    InvalidResponseError,
+    ModelRequest,
+    ModelResponse,
+    OnFirstToken,
+    ToolCall,
+)
+from app.providers.sse import key_for, open_sse, stream_error
+
+LABEL = "Anthropic"
+API_VERSION = "2023-06-01"
+#: Anthropic requires max_tokens; this is what a request without one gets.
+DEFAULT_MAX_TOKENS = 4096
+#: Anthropic's smallest accepted thinking budget.
+MIN_THINKING_BUDGET = 1024
+
+
+class AnthropicProvider:
+    def __init__(self, *, client: httpx.AsyncClient, base_url: str, api_key: str | SecretStr | None) -> None:
+        self._client = client
+        self._base_url = base_url
+        self._api_key = api_key
+
+    async def stream(self, request: ModelRequest, *, on_first_token: OnFirstToken) -> ModelResponse:
+        url = messages_url(request.endpoint or self._base_url)
+        key, auth_hint = key_for(url, self._base_url, self._api_key)
+        headers = {"anthropic-version": API_VERSION, "Accept": "text/event-stream"}
+        if key:
+            headers["x-api-key"] = key
+        async with open_sse(self._client, url, label=LABEL, body=build_body(request),
+                            headers=headers, secrets=(key,), auth_hint=auth_hint) as events:
+            acc = _Accumulator(on_first_token)
+            async for event in events:
+                if not event.data.strip():
+                    continue
+                acc.feed(event.event, _decode(event.data))
+                if acc.done:
+                    break
+        return acc.result()
+
+
+def messages_url(base: str) -> str:
+    base = base.rstrip("/")
+    if base.endswith("/v1/messages"):
+        return base
+    return f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
+
+
+def build_body(request: ModelRequest) -> dict[str, Any]:
+    max_tokens = request.max_tokens if request.max_tokens is not None else DEFAULT_MAX_TOKENS
+    body: dict[str, Any] = {"model": request.model, "messages": build_messages(request.messages),
+                            "stream": True}
+    if request.system:
+        body["system"] = request.system
+    if request.tools:
+        body["tools"] = [
+            {"name": t.name, "input_schema": t.parameters} | ({"description": t.description}
+                                                              if t.description else {})
+            for t in request.tools
+        ]
+        if request.tool_choice is not None:
+            body["tool_choice"] = {"type": "any" if request.tool_choice == "required" else "auto"}
+    # Anthropic refuses thinking together with a forced tool choice; forcing the tool is what
+    # keeps a tool-driven agent loop going, so it wins and thinking is left off.
+    thinking = request.enable_thinking and not (request.tools and request.tool_choice == "required")
+    if thinking:
+        # The budget counts inside max_tokens and must be below it: keep the caller's max_tokens
+        # for the answer itself when it leaves no room for the smallest budget.
+        budget = max(MIN_THINKING_BUDGET, max_tokens // 2)
+        if budget >= max_tokens:
+            max_tokens += budget
+        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    elif request.temperature is not None:
+        # With thinking on, Anthropic accepts no temperature other than its default.
+        body["temperature"] = request.temperature
+    body["max_tokens"] = max_tokens
+    return body
+
+
+def build_messages(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
+    """Anthropic turns: tool results ride in user turns, and same-role neighbours are merged
+    because the API requires user and assistant to alternate."""
+    turns: list[dict[str, Any]] = []
+    for m in messages:
+        role = "assistant" if m.role == "assistant" else "user"
+        blocks = _blocks(m)
+        if not blocks:
+            continue  # Anthropic rejects empty content
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    for turn in turns:
+        if turn["role"] == "user":
+            # tool_result blocks must come first in their user turn.
+            turn["content"].sort(key=lambda b: b["type"] != "tool_result")
+    return turns
+
+
+def _blocks(m: ChatMessage) -> list[dict[str, Any]]:
+    if m.role == "tool":
+        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": m.tool_call_id or ""}
+        if m.text:
+            block["content"] = m.text
+        if m.is_error:
+            block["is_error"] = True
+        return [block]
+    blocks: list[dict[str, Any]] = []
+    # A thinking block goes back only with its signature (the API rejects unsigned ones), and
+    # it must lead the assistant turn.
+    if m.role == "assistant" and m.reasoning and m.reasoning_signature:
+        blocks.append({"type": "thinking", "thinking": m.reasoning, "signature": m.reasoning_signature})
+    if m.text:
+        blocks.append({"type": "text", "text": m.text})
+    if m.role == "assistant":
+        blocks.extend({"type": "tool_use", "id": c.id, "name": c.name, "input": _tool_input(c.arguments)}
+                      for c in m.tool_calls)
+    return blocks
+
+
+def _tool_input(arguments: str) -> dict[str, Any]:
+    # The model may have produced invalid JSON (its tool result already said so); the API
+    # needs an object, so such a call is replayed with empty input.
+    try:
+        value = json.loads(arguments) if arguments.strip() else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _decode(data: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(data)
+    except ValueError as exc:
+        raise InvalidResponseError(f"{LABEL} stream carried data that is not JSON: {data[:200]!r}") from exc
+    if not isinstance(payload, dict):
+        raise InvalidResponseError(f"{LABEL} stream carried a non-object event: {data[:200]!r}")
+    return payload
+
+
+@dataclass
+class _Block:
+    type: str
+    parts: list[str] = field(default_factory=list)
+    id: str = ""
+    name: str = ""
+    initial_input: Any = None
+    signature: str | None = None
+
+
+class _Accumulator:
+    def __init__(self, on_first_token: OnFirstToken) -> None:
+        self._on_first_token = on_first_token
+        self._fired = False
+        self.done = False
+        self._blocks: dict[int, _Block] = {}
+        self._stop_reason: str | None = None
+        self._input_tokens: int | None = None
+        self._output_tokens: int | None = None
+
+    def _first_token(self) -> None:
+        if not self._fired:
+            self._fired = True
+            self._on_first_token()
+
+    def feed(self, event_name: str, data: dict[str, Any]) -> None:
+        # The data's own "type" is authoritative; the SSE event line is only a fallback.
+        kind = data.get("type") or event_name
+        # Proxies sometimes send a bare {"error": {...}} without a type.
+        if kind == "error" or ("type" not in data and data.get("error")):
+            raise stream_error(LABEL, data.get("error"))
+        if kind == "message_start":
+            self._usage((data.get("message") or {}).get("usage"))
+        elif kind == "content_block_start":
+            self._start(data.get("index", len(self._blocks)), data.get("content_block") or {})
+        elif kind == "content_block_delta":
+            self._delta(data.get("index", 0), data.get("delta") or {})
+        elif kind == "message_delta":
+            delta = data.get("delta") or {}
+            if delta.get("stop_reason"):
+                self._stop_reason = delta["stop_reason"]
+            self._usage(data.get("usage"))
+        elif kind == "message_stop":
+            self.done = True
+        # ping, content_block_stop and event types Anthropic adds later need nothing.
+
+    def _usage(self, usage: Any) -> None:
+        if isinstance(usage, dict):
+            self._input_tokens = usage.get("input_tokens", self._input_tokens)
+            self._output_tokens = usage.get("output_tokens", self._output_tokens)
+
+    def _start(self, index: int, cb: dict[str, Any]) -> None:
+        block = _Block(type=str(cb.get("type", "")), id=cb.get("id") or "", name=cb.get("name") or "",
+                       initial_input=cb.get("input"), signature=cb.get("signature"))
+        self._blocks[index] = block
+        initial = cb.get("text") if block.type == "text" else cb.get("thinking")
+        if isinstance(initial, str) and initial:
+            block.parts.append(initial)
+            self._first_token()
+        if block.type == "tool_use":
+            self._first_token()  # the call's name is already tool-call data
+
+    def _delta(self, index: int, delta: dict[str, Any]) -> None:
+        kind = delta.get("type")
+        block_type = {"text_delta": "text", "thinking_delta": "thinking", "signature_delta": "thinking",
+                      "input_json_delta": "tool_use"}.get(str(kind))
+        if block_type is None:
+            return  # citations and future delta kinds carry nothing we assemble
+        block = self._blocks.setdefault(index, _Block(type=block_type))
+        if kind == "signature_delta":
+            block.signature = (block.signature or "") + str(delta.get("signature", ""))
+            return
+        piece = delta.get({"text_delta": "text", "thinking_delta": "thinking"}.get(kind, "partial_json"))
+        if isinstance(piece, str) and piece:
+            block.parts.append(piece)
+            self._first_token()
+
+    def result(self) -> ModelResponse:
+        if not self.done and self._stop_reason is None:
+            raise InvalidResponseError(f"{LABEL} stream ended before message_stop")
+        blocks = [self._blocks[i] for i in sorted(self._blocks)]
+        text = "".join("".join(b.parts) for b in blocks if b.type == "text")
+        thinking = [b for b in blocks if b.type == "thinking"]
+        reasoning = "".join("".join(b.parts) for b in thinking)
+        # The neutral response holds one thinking block: interleaved ones are joined and the
+        # last signature kept.
+        signature = next((b.signature for b in reversed(thinking) if b.signature), None)
+        calls = [ToolCall(id=b.id or f"toolu_{i}", name=b.name, arguments=_arguments(b))
+                 for i, b in enumerate(blocks) if b.type == "tool_use"]
+        if any(not c.name for c in calls):
+            raise InvalidResponseError(f"{LABEL} streamed a tool_use block without a name")
+        if not text and not reasoning and not calls:
+            raise InvalidResponseError(f"{LABEL} stream carried no text, thinking or tool use")
+        return ModelResponse(text=text, reasoning=reasoning, reasoning_signature=signature, tool_calls=calls,
+                             finish_reason=self._stop_reason, prompt_tokens=self._input_tokens,
+                             completion_tokens=self._output_tokens)
+
+
+def _arguments(block: _Block) -> str:
+    if block.parts:
+        return "".join(block.parts)
+    # No input_json_delta at all: the start event's input (normally {}) is the whole input.
+    return json.dumps(block.initial_input if isinstance(block.initial_input, dict) else {})

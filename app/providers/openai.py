@@ -1,0 +1,199 @@
+"""OpenAI Chat Completions (and compatible servers: vLLM, DeepSeek, Ollama, OpenRouter), streamed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import SecretStr
+
+from app.providers.base import (
+    ChatMessage,
+    InvalidResponseError,
+    ModelRequest,
+    ModelResponse,
+    OnFirstToken,
+    ToolCall,
+)
+from app.providers.sse import key_for, open_sse, stream_error
+
+LABEL = "OpenAI"
+
+
+class OpenAIProvider:
+    def __init__(self, *, client: httpx.AsyncClient, base_url: str, api_key: str | SecretStr | None) -> None:
+        self._client = client
+        self._base_url = base_url
+        # Kept wrapped when given a SecretStr: unwrapped only while building the headers.
+        self._api_key = api_key
+
+    async def stream(self, request: ModelRequest, *, on_first_token: OnFirstToken) -> ModelResponse:
+        url = chat_completions_url(request.endpoint or self._base_url)
+        key, auth_hint = key_for(url, self._base_url, self._api_key)
+        headers = {"Accept": "text/event-stream"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        async with open_sse(self._client, url, label=LABEL, body=build_body(request, url),
+                            headers=headers, secrets=(key,), auth_hint=auth_hint) as events:
+            acc = _Accumulator(on_first_token)
+            async for event in events:
+                if event.data.strip() == "[DONE]":
+                    acc.done = True
+                    break
+                acc.feed(_decode(event.data))
+        return acc.result()
+
+
+def chat_completions_url(base: str) -> str:
+    base = base.rstrip("/")
+    return base if base.endswith("/chat/completions") else f"{base}/chat/completions"
+
+
+def build_body(request: ModelRequest, url: str = "") -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": request.model,
+        "messages": _messages(request),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if request.tools:
+        body["tools"] = [
+            {"type": "function",
+             "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+            for t in request.tools
+        ]
+        # OpenAI refuses tool_choice without tools, so it only goes along with them.
+        if request.tool_choice is not None:
+            body["tool_choice"] = request.tool_choice
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.max_tokens is not None:
+        # api.openai.com deprecated max_tokens and its reasoning models refuse it; vLLM, Ollama,
+        # DeepSeek and most other compatible servers only (or best) understand max_tokens.
+        host = urlsplit(url).hostname or ""
+        name = "max_completion_tokens" if host.endswith("api.openai.com") else "max_tokens"
+        body[name] = request.max_tokens
+    return body
+
+
+def _messages(request: ModelRequest) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if request.system:
+        out.append({"role": "system", "content": request.system})
+    out.extend(_message(m) for m in request.messages)
+    return out
+
+
+def _message(m: ChatMessage) -> dict[str, Any]:
+    if m.role == "tool":
+        # Chat Completions has no error flag on tool results: the text itself must say so.
+        return {"role": "tool", "tool_call_id": m.tool_call_id or "", "content": m.text}
+    if m.role == "assistant" and m.tool_calls:
+        return {
+            "role": "assistant",
+            # OpenAI wants null rather than "" beside tool calls.
+            "content": m.text or None,
+            "tool_calls": [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in m.tool_calls
+            ],
+        }
+    # Reasoning is not sent back: OpenAI has no field for it and DeepSeek rejects it in input.
+    return {"role": m.role, "content": m.text}
+
+
+def _decode(data: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(data)
+    except ValueError as exc:
+        raise InvalidResponseError(f"{LABEL} stream carried data that is not JSON: {data[:200]!r}") from exc
+    if not isinstance(payload, dict):
+        raise InvalidResponseError(f"{LABEL} stream carried a non-object chunk: {data[:200]!r}")
+    return payload
+
+
+@dataclass
+class _PartialCall:
+    id: str = ""
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+class _Accumulator:
+    def __init__(self, on_first_token: OnFirstToken) -> None:
+        self._on_first_token = on_first_token
+        self._fired = False
+        self.done = False
+        self._text: list[str] = []
+        self._reasoning: list[str] = []
+        self._calls: dict[int, _PartialCall] = {}
+        self._finish: str | None = None
+        self._prompt_tokens: int | None = None
+        self._completion_tokens: int | None = None
+
+    def _first_token(self) -> None:
+        if not self._fired:
+            self._fired = True
+            self._on_first_token()
+
+    def feed(self, chunk: dict[str, Any]) -> None:
+        if chunk.get("error"):
+            raise stream_error(LABEL, chunk["error"])
+        if chunk.get("object") == "error":  # vLLM's shape: the error fields at the top level
+            raise stream_error(LABEL, chunk)
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self._prompt_tokens = usage.get("prompt_tokens", self._prompt_tokens)
+            self._completion_tokens = usage.get("completion_tokens", self._completion_tokens)
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict):
+                raise InvalidResponseError(f"{LABEL} stream carried a malformed choice: {choice!r}")
+            self._feed_delta(choice.get("delta") or {})
+            if choice.get("finish_reason"):
+                self._finish = choice["finish_reason"]
+
+    def _feed_delta(self, delta: dict[str, Any]) -> None:
+        content = delta.get("content")
+        if isinstance(content, str) and content:
+            self._first_token()
+            self._text.append(content)
+        # vLLM and DeepSeek say reasoning_content, newer vLLM and OpenRouter say reasoning; some
+        # send both with the same text, so the first one present wins.
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            self._first_token()
+            self._reasoning.append(reasoning)
+        for position, raw in enumerate(delta.get("tool_calls") or ()):
+            if not isinstance(raw, dict):
+                raise InvalidResponseError(f"{LABEL} stream carried a malformed tool call: {raw!r}")
+            index = raw.get("index", position)
+            call = self._calls.setdefault(index, _PartialCall())
+            fn = raw.get("function") or {}
+            if raw.get("id"):
+                call.id = raw["id"]
+            # The name arrives once; some servers repeat it on every fragment.
+            if fn.get("name") and not call.name:
+                call.name = fn["name"]
+            if fn.get("arguments"):
+                call.arguments.append(fn["arguments"])
+            if raw.get("id") or fn.get("name") or fn.get("arguments"):
+                self._first_token()
+
+    def result(self) -> ModelResponse:
+        if not self.done and self._finish is None:
+            raise InvalidResponseError(f"{LABEL} stream ended before [DONE] or a finish_reason")
+        calls = []
+        for index in sorted(self._calls):
+            partial = self._calls[index]
+            if not partial.name:
+                raise InvalidResponseError(f"{LABEL} streamed a tool call without a name (index {index})")
+            calls.append(ToolCall(id=partial.id or f"call_{index}", name=partial.name,
+                                  arguments="".join(partial.arguments)))
+        text, reasoning = "".join(self._text), "".join(self._reasoning)
+        if not text and not reasoning and not calls:
+            raise InvalidResponseError(f"{LABEL} stream carried no content, reasoning or tool calls")
+        return ModelResponse(text=text, reasoning=reasoning, tool_calls=calls, finish_reason=self._finish,
+                             prompt_tokens=self._prompt_tokens, completion_tokens=self._completion_tokens)

@@ -1,0 +1,46 @@
+"""The `simulated/` model: a built-in stand-in for demos and benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from app.providers.base import ModelRequest, ModelResponse, OnFirstToken
+
+_WORDS = re.compile(r"\s*\S+\s*")
+
+
+def split_words(text: str) -> list[str]:
+    """Word-sized pieces that join back to exactly `text` (spacing stays on the pieces)."""
+    return _WORDS.findall(text)
+
+
+class SimulatedProvider:
+    """NOT a real model: no network, no intelligence, only timing.
+
+    After `ttft_ms` it "streams" `echo: <last user text>` one word at a time, `token_ms` apart,
+    and never calls tools. Everything waits with asyncio.sleep, so hundreds of calls share one
+    event loop, which is what benchmarks of the batch machinery need.
+    """
+
+    def __init__(self, *, ttft_ms: float, token_ms: float) -> None:
+        self._ttft_s = max(0.0, ttft_ms) / 1000.0
+        self._token_s = max(0.0, token_ms) / 1000.0
+
+    async def stream(self, request: ModelRequest, *, on_first_token: OnFirstToken) -> ModelResponse:
+        last_user = next((m.text for m in reversed(request.messages) if m.role == "user" and m.text), "")
+        words = split_words(f"echo: {last_user}")
+        finish = "stop"
+        if request.max_tokens is not None and len(words) > request.max_tokens:
+            words, finish = words[: max(1, request.max_tokens)], "length"
+        await asyncio.sleep(self._ttft_s)
+        streamed: list[str] = []
+        for i, word in enumerate(words):
+            if i == 0:
+                on_first_token()
+            else:
+                await asyncio.sleep(self._token_s)
+            streamed.append(word)
+        prompt_words = sum(len(split_words(t)) for t in (request.system, *(m.text for m in request.messages)))
+        return ModelResponse(text="".join(streamed), finish_reason=finish, prompt_tokens=prompt_words,
+                             completion_tokens=len(streamed))
