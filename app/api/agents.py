@@ -10,8 +10,9 @@ from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 
-from app.api.errors import not_found
-from app.engine.letta_view import to_letta_messages
+from app.api.errors import ApiError, not_found
+from app.engine.approvals import approval_conflict
+from app.engine.letta_view import ViewOptions, to_letta_messages
 from app.engine.run import RunFactory
 from app.providers import ProviderRegistry, make_http_client
 from app.schemas.agents import AgentListQuery, AgentState, CreateAgent
@@ -75,6 +76,8 @@ def send_message(path: AgentPath, body: LettaRequest) -> Any:
             factory = RunFactory(settings=svc.settings, store=svc.store,
                                  providers=ProviderRegistry(settings=svc.settings, client=client))
             agent_run = factory.new(agent, body)
+            if conflict := approval_conflict(agent_run.history, body.resumption):
+                raise ApiError(409, conflict)
             inputs = len(agent_run.messages)
             await agent_run.execute(timeout_s=svc.settings.item_timeout_s)
             return agent_run, inputs
@@ -83,7 +86,10 @@ def send_message(path: AgentPath, body: LettaRequest) -> Any:
     record = agent_run.record()
     svc.store.runs.commit(agent_id=agent["id"], record=record)
     produced = record.messages[inputs:]
-    letta = to_letta_messages(produced)
+    letta = to_letta_messages(produced, ViewOptions(
+        use_assistant_message=body.use_assistant_message,
+        assistant_message_tool_name=body.assistant_message_tool_name,
+        assistant_message_tool_kwarg=body.assistant_message_tool_kwarg))
     if body.include_return_message_types is not None:
         letta = [message for message in letta if message["message_type"] in body.include_return_message_types]
     return jsonify({

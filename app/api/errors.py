@@ -11,6 +11,7 @@ from flask import Flask, Response, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from app.schemas.messages import UNION_TAGS
 from app.store.pagination import UnknownCursor
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def validation_error_response(error: ValidationError) -> Response:
         return error_response(422, "Invalid request: body: not a valid JSON document.",
                               errors=[{"loc": ["body"], "msg": "not a valid JSON document"}])
     errors = [
-        {"loc": list(detail["loc"]), "msg": detail["msg"]}
+        {"loc": _without_union_tags(detail["loc"]), "msg": detail["msg"]}
         for detail in error.errors(include_url=False, include_input=False, include_context=False)
     ]
     sentence = "; ".join(
@@ -52,6 +53,11 @@ def validation_error_response(error: ValidationError) -> Response:
     if len(errors) > 10:
         sentence += f"; and {len(errors) - 10} more"
     return error_response(422, f"Invalid request: {sentence}.", errors=errors[:100])
+
+
+def _without_union_tags(loc: tuple[str | int, ...]) -> list[str | int]:
+    return [part for index, part in enumerate(loc)
+            if not (part in UNION_TAGS and index > 0 and isinstance(loc[index - 1], int))]
 
 
 def register(app: Flask) -> None:

@@ -1,14 +1,25 @@
 """Stored messages as the Letta message union (`message_type`: user_message, assistant_message,
-reasoning_message, tool_call_message, tool_return_message, approval_*...), as the agent
-messages routes return them. One stored message may become several Letta messages; they keep
-the stored message's id, so cursors are stored-message ids."""
+reasoning_message, tool_call_message, tool_return_message, approval_request_message,
+approval_response_message, system_message), as the agent routes return them. One stored message
+may become several Letta messages; they keep the stored message's id, so cursors stay valid."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from app.engine.prompt import text_of
+
+
+@dataclass(frozen=True)
+class ViewOptions:
+    """How a message tool's calls are shown (LettaRequest's use_assistant_message & co.)."""
+
+    use_assistant_message: bool = True
+    assistant_message_tool_name: str = "send_message"
+    assistant_message_tool_kwarg: str = "message"
 
 
 def _base(message: dict[str, Any], message_type: str) -> dict[str, Any]:
@@ -19,7 +30,24 @@ def _base(message: dict[str, Any], message_type: str) -> dict[str, Any]:
     }
 
 
-def to_letta_messages(messages: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def _letta_tool_call(call: dict[str, Any]) -> dict[str, Any]:
+    return {"tool_call_id": call["id"], "name": call["function"]["name"], "arguments": call["function"]["arguments"]}
+
+
+def _as_reply(call: dict[str, Any], options: ViewOptions) -> str | None:
+    """The reply text of a message-tool call shown as an assistant message, else None."""
+    if not options.use_assistant_message or call["function"]["name"] != options.assistant_message_tool_name:
+        return None
+    try:
+        arguments = json.loads(call["function"]["arguments"] or "{}")
+    except json.JSONDecodeError:
+        return None
+    reply = arguments.get(options.assistant_message_tool_kwarg) if isinstance(arguments, dict) else None
+    return reply if isinstance(reply, str) else None
+
+
+def to_letta_messages(messages: Iterable[dict[str, Any]], options: ViewOptions | None = None) -> list[dict[str, Any]]:
+    options = options or ViewOptions()
     letta: list[dict[str, Any]] = []
     for message in messages:
         role = message["role"]
@@ -28,23 +56,46 @@ def to_letta_messages(messages: Iterable[dict[str, Any]]) -> list[dict[str, Any]
         elif role == "system":
             letta.append(_base(message, "system_message") | {"content": text_of(message)})
         elif role == "assistant":
-            for part in message.get("content") or []:
-                if part.get("type") == "reasoning":
-                    letta.append(_base(message, "reasoning_message") | {
-                        "reasoning": part.get("reasoning", ""), "signature": part.get("signature"),
-                        "source": "reasoner_model"})
-            text = text_of(message)
-            if text:
-                letta.append(_base(message, "assistant_message") | {"content": text})
-            for call in message.get("tool_calls") or []:
-                tool_call = {"tool_call_id": call["id"], "name": call["function"]["name"],
-                             "arguments": call["function"]["arguments"]}
-                letta.append(_base(message, "tool_call_message") | {"tool_call": tool_call, "tool_calls": [tool_call]})
+            letta.extend(_assistant(message, options))
         elif role == "tool":
-            for part in message.get("content") or []:
-                if part.get("type") == "tool_return":
-                    letta.append(_base(message, "tool_return_message") | {
-                        "tool_call_id": part["tool_call_id"], "tool_return": part.get("content", ""),
-                        "status": "error" if part.get("is_error") else "success",
-                        "name": message.get("name")})
+            letta.extend(_tool_returns(message, options))
+        elif role == "approval" and message.get("tool_calls"):
+            calls = [_letta_tool_call(call) for call in message["tool_calls"]]
+            letta.append(_base(message, "approval_request_message") | {"tool_call": calls[0], "tool_calls": calls})
+        elif role == "approval":
+            letta.append(_base(message, "approval_response_message") | {
+                "approvals": message.get("approvals"), "approve": message.get("approve"),
+                "approval_request_id": message.get("approval_request_id"), "reason": message.get("denial_reason")})
     return letta
+
+
+def _assistant(message: dict[str, Any], options: ViewOptions) -> list[dict[str, Any]]:
+    shown = []
+    for part in message.get("content") or []:
+        if part.get("type") == "reasoning":
+            shown.append(_base(message, "reasoning_message") | {
+                "reasoning": part.get("reasoning", ""), "signature": part.get("signature"), "source": "reasoner_model"})
+    if text := text_of(message):
+        shown.append(_base(message, "assistant_message") | {"content": text})
+    for call in message.get("tool_calls") or []:
+        reply = _as_reply(call, options)
+        if reply is not None:
+            shown.append(_base(message, "assistant_message") | {"content": reply})
+        else:
+            tool_call = _letta_tool_call(call)
+            shown.append(_base(message, "tool_call_message") | {"tool_call": tool_call, "tool_calls": [tool_call]})
+    return shown
+
+
+def _tool_returns(message: dict[str, Any], options: ViewOptions) -> list[dict[str, Any]]:
+    if options.use_assistant_message and message.get("name") == options.assistant_message_tool_name:
+        return []  # the reply already shows as an assistant message
+    shown = []
+    for part in message.get("content") or []:
+        if part.get("type") == "tool_return":
+            status = "error" if part.get("is_error") else "success"
+            shown.append(_base(message, "tool_return_message") | {
+                "tool_call_id": part["tool_call_id"], "tool_return": part.get("content", ""), "status": status,
+                "tool_returns": [{"tool_call_id": part["tool_call_id"], "status": status,
+                                  "tool_return": part.get("content", ""), "type": "tool"}]})
+    return shown

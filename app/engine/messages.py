@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.ids import DEFAULT_USER_ID, new_id, now_iso
+from app.providers.base import ToolCall
 from app.schemas.batches import LettaRequest
 from app.schemas.messages import content_parts
 
@@ -28,5 +29,36 @@ def input_messages(request: LettaRequest, *, agent_id: str, batch_item_id: str |
     return [
         new_message(message.role, content_parts(message.content), agent_id=agent_id, batch_item_id=batch_item_id,
                     name=message.name, otid=message.otid, sender_id=message.sender_id)
-        for message in request.messages or []
+        for message in request.plain_messages
     ]
+
+
+def tool_call_dicts(calls: list[ToolCall]) -> list[dict[str, Any]] | None:
+    return [{"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+            for call in calls] or None
+
+
+def tool_return_message(call: ToolCall, text: str, *, is_error: bool, agent_id: str, batch_item_id: str | None,
+                        step_id: str | None) -> dict[str, Any]:
+    return new_message(
+        "tool", [{"type": "tool_return", "tool_call_id": call.id, "content": text, "is_error": is_error}],
+        agent_id=agent_id, batch_item_id=batch_item_id, name=call.name, tool_call_id=call.id, step_id=step_id,
+        tool_returns=[{"tool_call_id": call.id, "status": "error" if is_error else "success", "func_response": text,
+                       "stdout": None, "stderr": None}],
+    )
+
+
+def approval_request_message(calls: list[ToolCall], *, agent_id: str, batch_item_id: str | None,
+                             step_id: str | None) -> dict[str, Any]:
+    return new_message("approval", [], agent_id=agent_id, batch_item_id=batch_item_id, step_id=step_id,
+                       tool_calls=tool_call_dicts(calls), tool_call_id=calls[0].id)
+
+
+def approval_response_message(approvals: list[dict[str, Any]], *, request_id: str, agent_id: str,
+                              batch_item_id: str | None, step_id: str | None) -> dict[str, Any]:
+    decisions = {a.get("approve") for a in approvals if a["type"] == "approval"}
+    approve = decisions.pop() if len(decisions) == 1 else None
+    reasons = [a["reason"] for a in approvals if a["type"] == "approval" and not a["approve"] and a.get("reason")]
+    return new_message("approval", [], agent_id=agent_id, batch_item_id=batch_item_id, step_id=step_id,
+                       approvals=approvals,
+                       approve=approve, approval_request_id=request_id, denial_reason="; ".join(reasons) or None)

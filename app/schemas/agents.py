@@ -6,8 +6,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.engine.tools import BUILTIN_TOOLS
 from app.providers import SUPPORTED_PROVIDERS, UnknownProvider, split_handle
 from app.schemas.common import Lenient
+from app.schemas.tool_rules import ToolRule
 
 #: Context window assumed when neither the request nor a known model says otherwise.
 DEFAULT_CONTEXT_WINDOW = 128_000
@@ -57,8 +59,8 @@ class CreateAgent(Lenient):
     llm_config: LlmConfig | None = None
     context_window_limit: int | None = Field(None, gt=0)
     memory_blocks: list[BlockCreate] = Field(default_factory=list)
-    tools: list[str] = Field(default_factory=list)
-    tool_rules: list[dict[str, Any]] = Field(default_factory=list)
+    tools: list[str] = Field(default_factory=list, description=f"Built-in tools: {', '.join(BUILTIN_TOOLS)}")
+    tool_rules: list[ToolRule] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
     metadata: dict[str, Any] | None = None
 
@@ -66,6 +68,15 @@ class CreateAgent(Lenient):
     @classmethod
     def _null_is_empty(cls, value: Any) -> Any:
         return [] if value is None else value
+
+    @field_validator("tools")
+    @classmethod
+    def _known_tools(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in BUILTIN_TOOLS]
+        if unknown:
+            raise ValueError(f"unknown tool(s) {', '.join(map(repr, unknown))}; built-in tools are "
+                             f"{', '.join(BUILTIN_TOOLS)}")
+        return list(dict.fromkeys(value))
 
     @field_validator("model")
     @classmethod
@@ -84,6 +95,10 @@ class CreateAgent(Lenient):
         labels = [block.label for block in self.memory_blocks]
         if len(labels) != len(set(labels)):
             raise ValueError("memory_blocks labels must be unique")
+        for index, rule in enumerate(self.tool_rules):
+            for name in [rule.tool_name, *getattr(rule, "children", [])]:
+                if name not in self.tools:
+                    raise ValueError(f"tool_rules[{index}] names {name!r}, which is not one of the agent's tools")
         return self
 
     def resolved_llm_config(self) -> dict[str, Any]:

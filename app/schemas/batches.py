@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from app.schemas.common import Lenient, PageQuery
-from app.schemas.messages import ContentPart, MessageCreate
+from app.schemas.messages import ApprovalCreate, ContentPart, MessageCreate, RequestMessage, ToolReturnCreate
 
 MAX_REQUESTS_PER_BATCH = 100_000
 MAX_STEPS_CEILING = 1000
@@ -23,7 +23,7 @@ class ClientTool(Lenient):
 class LettaRequest(Lenient):
     """One request to an agent (the body of POST /v1/agents/{id}/messages)."""
 
-    messages: list[MessageCreate] | None = None
+    messages: list[RequestMessage] | None = None
     input: str | list[ContentPart] | None = None
     max_steps: int | None = Field(None, ge=1, le=MAX_STEPS_CEILING)
     use_assistant_message: bool = True
@@ -39,7 +39,21 @@ class LettaRequest(Lenient):
             raise ValueError('give exactly one of "messages" or "input"')
         if self.messages is not None and not self.messages:
             raise ValueError('"messages" must hold at least one message')
+        if self.messages and len(self.messages) > 1 and self.resumption is not None:
+            raise ValueError("an approval or tool_return message must be the request's only message")
         return self
+
+    @property
+    def resumption(self) -> ApprovalCreate | ToolReturnCreate | None:
+        """The approval (or client tool results) this request resumes a paused run with, if any."""
+        for message in self.messages or []:
+            if isinstance(message, ApprovalCreate | ToolReturnCreate):
+                return message
+        return None
+
+    @property
+    def plain_messages(self) -> list[MessageCreate]:
+        return [message for message in self.messages or [] if isinstance(message, MessageCreate)]
 
 
 class LettaBatchRequest(LettaRequest):

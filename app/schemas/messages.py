@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from app.schemas.common import Lenient
 
@@ -29,6 +29,74 @@ class MessageCreate(Lenient):
     name: str | None = None
     otid: str | None = None
     sender_id: str | None = None
+
+
+class ApprovalReturn(Lenient):
+    """The client's decision on one tool call awaiting approval."""
+
+    type: Literal["approval"] = "approval"
+    tool_call_id: str
+    approve: bool
+    reason: str | None = None
+
+
+class ToolReturnItem(Lenient):
+    """The result of a client-side tool the client ran itself."""
+
+    type: Literal["tool"] = "tool"
+    tool_call_id: str
+    tool_return: str
+    status: Literal["success", "error"] = "success"
+    stdout: list[str] | None = None
+    stderr: list[str] | None = None
+
+
+#: Tags of the discriminated unions below; pydantic puts them in error locations after a list
+#: index (requests.0.messages.0.message.role), where they only confuse a client.
+UNION_TAGS = frozenset({"message", "approval", "tool_return", "tool"})
+
+
+def _type_or(default: str):
+    def discriminate(value: Any) -> str:
+        kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+        return kind or default
+
+    return Discriminator(discriminate)
+
+
+Approval = Annotated[Annotated[ApprovalReturn, Tag("approval")] | Annotated[ToolReturnItem, Tag("tool")],
+                     _type_or("approval")]
+
+
+class ApprovalCreate(Lenient):
+    """Resumes a run paused with `requires_approval` (Letta's ApprovalCreate)."""
+
+    type: Literal["approval"]
+    approvals: list[Approval] | None = None
+    #: Deprecated single-decision form, still accepted: one decision for the pending call(s).
+    approve: bool | None = None
+    approval_request_id: str | None = None
+    reason: str | None = None
+
+    @model_validator(mode="after")
+    def _has_a_decision(self) -> ApprovalCreate:
+        if not self.approvals and self.approve is None:
+            raise ValueError('give "approvals" (or the deprecated "approve")')
+        return self
+
+
+class ToolReturnCreate(Lenient):
+    """Results of client-side tools, sent as their own message."""
+
+    type: Literal["tool_return"]
+    tool_returns: list[ToolReturnItem] = Field(min_length=1)
+
+
+RequestMessage = Annotated[
+    Annotated[MessageCreate, Tag("message")] | Annotated[ApprovalCreate, Tag("approval")]
+    | Annotated[ToolReturnCreate, Tag("tool_return")],
+    _type_or("message"),
+]
 
 
 def content_parts(content: str | list[ContentPart]) -> list[dict[str, Any]]:

@@ -30,7 +30,7 @@ class AgentStore:
             "model": f"{llm_config['model_endpoint_type']}/{llm_config['model']}",
             "llm_config": llm_config,
             "tools": request.tools,
-            "tool_rules": request.tool_rules,
+            "tool_rules": [rule.model_dump(exclude_none=True) for rule in request.tool_rules],
             "tags": request.tags,
             "metadata": request.metadata,
             "created_at": created,

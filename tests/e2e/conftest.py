@@ -70,3 +70,34 @@ def wait_until(predicate: Callable[[], bool], *, timeout_s: float, interval_s: f
             return True
         time.sleep(interval_s)
     return predicate()
+
+
+@pytest.fixture(scope="module")
+def shared_service(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """One web process and one worker for a whole test module, on an emptied Redis. Tests that use
+    it create their own agents (and model servers), so they do not see each other's data."""
+    import redis
+
+    redis.Redis.from_url(redis_server).flushall()
+    logs = tmp_path_factory.mktemp("service")
+    env = service_env(redis_server, BATCHLINE_WEBHOOK_SECRET=WEBHOOK_SECRET, BATCHLINE_VAR_DIR=str(logs / "var"),
+                      BATCHLINE_LLM_BACKOFF_BASE_S="0.01", BATCHLINE_LLM_MAX_ATTEMPTS="2")
+    with ExitStack() as stack:
+        stack.enter_context(worker_process(env, log=logs / "worker.log", processes=1, threads=8))
+        base_url = stack.enter_context(web_process(env, port=free_port(), log=logs / "web.log"))
+        yield Service(base_url=base_url, env=env, logs=logs, stack=stack)
+
+
+@pytest.fixture
+def scenario(shared_service: Service) -> Iterator[Callable[..., Any]]:
+    from tests.support.scenario import Scenario
+
+    made: list[Scenario] = []
+
+    def make(**kwargs: Any) -> Scenario:
+        made.append(Scenario(shared_service, **kwargs))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.close()

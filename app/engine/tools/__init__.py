@@ -1,0 +1,13 @@
+"""Built-in server-side tools. They run inside the worker on the run's own state (memory blocks,
+history); none executes arbitrary code."""
+
+from __future__ import annotations
+
+from app.engine.tools.base import Tool, ToolContext, ToolError, validate_arguments
+from app.engine.tools.memory import MEMORY_TOOLS
+from app.engine.tools.messaging import SEND_MESSAGE
+from app.engine.tools.search import CONVERSATION_SEARCH
+
+BUILTIN_TOOLS: dict[str, Tool] = {tool.name: tool for tool in (*MEMORY_TOOLS, CONVERSATION_SEARCH, SEND_MESSAGE)}
+
+__all__ = ["BUILTIN_TOOLS", "Tool", "ToolContext", "ToolError", "validate_arguments"]
