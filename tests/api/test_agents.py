@@ -124,3 +124,40 @@ def test_given_a_provider_that_fails_when_messaged_then_the_answer_says_llm_api_
 def test_given_an_unknown_agent_when_messaged_then_404(client):
     response = client.post("/v1/agents/agent-nope/messages", json={"input": "hi"})
     assert response.status_code == 404 and "agent-nope" in response.get_json()["detail"]
+
+
+@pytest.mark.parametrize(("body", "detail"), [
+    ({"tools": ["rm_rf"]}, "unknown tool(s) 'rm_rf'"),
+    ({"tools": ["send_message"], "tool_rules": [{"type": "exit_loop", "tool_name": "conversation_search"}]},
+     "not one of the agent's tools"),
+    ({"tools": ["send_message"], "tool_rules": [{"type": "teleport", "tool_name": "send_message"}]}, "tool_rules.0"),
+    ({"tools": ["send_message"], "tool_rules": [{"type": "max_count_per_step", "tool_name": "send_message"}]},
+     "max_count_limit"),
+])
+def test_given_unknown_tools_or_bad_tool_rules_when_creating_an_agent_then_422(client, body, detail):
+    response = _create(client, **body)
+    assert response.status_code == 422
+    assert detail in response.get_json()["detail"]
+
+
+def test_given_tools_and_rules_when_created_then_the_agent_state_lists_them(client):
+    agent = _create(client, tools=["send_message", "core_memory_append"],
+                    tool_rules=[{"type": "exit_loop", "tool_name": "send_message"}]).get_json()
+    assert [tool["name"] for tool in agent["tools"]] == ["send_message", "core_memory_append"]
+    assert agent["tool_rules"] == [{"type": "exit_loop", "tool_name": "send_message"}]
+
+
+def test_given_a_pending_approval_when_an_ordinary_message_is_sent_synchronously_then_409(client):
+    with FakeOpenAIServer(reply=Reply(text="", tool_calls=[("get_weather", "{}")])) as model:
+        agent_id = client.post("/v1/agents", json={"llm_config": {
+            "model": "m", "model_endpoint_type": "openai", "model_endpoint": model.base_url}}).get_json()["id"]
+        paused = client.post(f"/v1/agents/{agent_id}/messages",
+                             json={"input": "weather?", "client_tools": [{"name": "get_weather"}]}).get_json()
+        assert paused["stop_reason"]["stop_reason"] == "requires_approval"
+        assert paused["messages"][-1]["message_type"] == "approval_request_message"
+        response = client.post(f"/v1/agents/{agent_id}/messages", json={"input": "hello?"})
+        assert response.status_code == 409 and "waiting for approval of get_weather" in response.get_json()["detail"]
+        wrong = client.post(f"/v1/agents/{agent_id}/messages", json={"messages": [
+            {"type": "approval", "approvals": [{"tool_call_id": "call_other", "approve": True}]}]})
+        assert wrong.status_code == 409 and "exactly the pending tool call" in wrong.get_json()["detail"]
+        assert len(model.requests) == 1
