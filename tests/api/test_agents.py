@@ -161,3 +161,20 @@ def test_given_a_pending_approval_when_an_ordinary_message_is_sent_synchronously
             {"type": "approval", "approvals": [{"tool_call_id": "call_other", "approve": True}]}]})
         assert wrong.status_code == 409 and "exactly the pending tool call" in wrong.get_json()["detail"]
         assert len(model.requests) == 1
+
+
+def test_given_a_paused_client_tool_when_its_result_comes_as_a_tool_return_message_then_the_run_continues(client):
+    replies = [Reply(text="", tool_calls=[("get_weather", '{"city": "Oslo"}')]), Reply(text="Cold in Oslo.")]
+    with FakeOpenAIServer() as model:
+        model.script = lambda body, n: replies[n] if n < len(replies) else None
+        agent_id = client.post("/v1/agents", json={"llm_config": {
+            "model": "m", "model_endpoint_type": "openai", "model_endpoint": model.base_url}}).get_json()["id"]
+        paused = client.post(f"/v1/agents/{agent_id}/messages",
+                             json={"input": "weather?", "client_tools": [{"name": "get_weather"}]}).get_json()
+        call_id = paused["messages"][-1]["tool_call"]["tool_call_id"]
+        resumed = client.post(f"/v1/agents/{agent_id}/messages", json={"messages": [
+            {"type": "tool_return", "tool_returns": [{"tool_call_id": call_id, "tool_return": "-5C",
+                                                      "status": "success"}]}]}).get_json()
+        assert resumed["stop_reason"]["stop_reason"] == "end_turn"
+        assert resumed["messages"][-1]["content"] == "Cold in Oslo."
+        assert model.requests[1]["messages"][-1] == {"role": "tool", "tool_call_id": call_id, "content": "-5C"}

@@ -57,12 +57,16 @@ def test_given_a_client_tool_when_the_model_calls_it_then_the_request_pauses_req
     assert messages[2].tool_calls[0].function.name == "get_weather"
     assert s.model.requests[0]["tools"][0]["function"]["name"] == "get_weather"
 
-    # while it waits, an ordinary request to the agent cannot run: `error`, nothing recorded
-    blocked, [blocked_item], blocked_messages = s.run({"input": "anything else?"})
-    assert (blocked_item["status"], blocked_item["stop_reason"]) == ("errored", "error")
-    assert "waiting for approval of get_weather" in blocked_item["error"]
-    assert (blocked.status, blocked.stop_reason) == ("failed", "error")
-    assert blocked_messages == [] and len(s.model.requests) == 1
+
+def test_given_an_agent_waiting_for_approval_when_an_ordinary_request_runs_then_error_and_nothing_is_recorded(
+        scenario):
+    s = scenario(replies=[tool_call("get_weather", city="Paris")])
+    s.run({"input": "weather?", "client_tools": [{"name": "get_weather"}]})
+    batch, [item], messages = s.run({"input": "anything else?"})
+    assert (item["status"], item["stop_reason"]) == ("errored", "error")
+    assert "waiting for approval of get_weather" in item["error"]
+    assert (batch.status, batch.stop_reason) == ("failed", "error")
+    assert messages == [] and len(s.model.requests) == 1
 
 
 def test_given_a_run_first_rule_when_the_model_answers_without_a_tool_then_no_tool_call(scenario):
