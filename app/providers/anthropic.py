@@ -11,13 +11,14 @@ from pydantic import SecretStr
 
 from app.providers.base import (
     ChatMessage,
+    FirstToken,
     InvalidResponseError,
     ModelRequest,
     ModelResponse,
     OnFirstToken,
     ToolCall,
 )
-from app.providers.sse import key_for, open_sse, stream_error
+from app.providers.sse import decode_json, key_for, open_sse, stream_error
 
 LABEL = "Anthropic"
 API_VERSION = "2023-06-01"
@@ -45,7 +46,7 @@ class AnthropicProvider:
             async for event in events:
                 if not event.data.strip():
                     continue
-                acc.feed(event.event, _decode(event.data))
+                acc.feed(event.event, decode_json(event.data, LABEL, "event"))
                 if acc.done:
                     break
         return acc.result()
@@ -140,16 +141,6 @@ def _tool_input(arguments: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _decode(data: str) -> dict[str, Any]:
-    try:
-        payload = json.loads(data)
-    except ValueError as exc:
-        raise InvalidResponseError(f"{LABEL} stream carried data that is not JSON: {data[:200]!r}") from exc
-    if not isinstance(payload, dict):
-        raise InvalidResponseError(f"{LABEL} stream carried a non-object event: {data[:200]!r}")
-    return payload
-
-
 @dataclass
 class _Block:
     type: str
@@ -162,18 +153,12 @@ class _Block:
 
 class _Accumulator:
     def __init__(self, on_first_token: OnFirstToken) -> None:
-        self._on_first_token = on_first_token
-        self._fired = False
+        self._first_token = FirstToken(on_first_token)
         self.done = False
         self._blocks: dict[int, _Block] = {}
         self._stop_reason: str | None = None
         self._input_tokens: int | None = None
         self._output_tokens: int | None = None
-
-    def _first_token(self) -> None:
-        if not self._fired:
-            self._fired = True
-            self._on_first_token()
 
     def feed(self, event_name: str, data: dict[str, Any]) -> None:
         # The data's own "type" is authoritative; the SSE event line is only a fallback.

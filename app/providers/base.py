@@ -95,6 +95,19 @@ class InvalidResponseError(Exception):
 OnFirstToken = Callable[[], None]
 
 
+class FirstToken:
+    """Calls `on_first_token` on the first call only, however many tokens or attempts follow."""
+
+    def __init__(self, on_first_token: OnFirstToken) -> None:
+        self._on_first_token = on_first_token
+        self.fired = False
+
+    def __call__(self) -> None:
+        if not self.fired:
+            self.fired = True
+            self._on_first_token()
+
+
 class Provider(Protocol):
     async def stream(self, request: ModelRequest, *, on_first_token: OnFirstToken) -> ModelResponse:
         """Run one streamed model call and return it assembled (one attempt, no retries)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -12,13 +11,14 @@ from pydantic import SecretStr
 
 from app.providers.base import (
     ChatMessage,
+    FirstToken,
     InvalidResponseError,
     ModelRequest,
     ModelResponse,
     OnFirstToken,
     ToolCall,
 )
-from app.providers.sse import key_for, open_sse, stream_error
+from app.providers.sse import decode_json, key_for, open_sse, stream_error
 
 LABEL = "OpenAI"
 
@@ -43,7 +43,7 @@ class OpenAIProvider:
                 if event.data.strip() == "[DONE]":
                     acc.done = True
                     break
-                acc.feed(_decode(event.data))
+                acc.feed(decode_json(event.data, LABEL, "chunk"))
         return acc.result()
 
 
@@ -105,16 +105,6 @@ def _message(m: ChatMessage) -> dict[str, Any]:
     return {"role": m.role, "content": m.text}
 
 
-def _decode(data: str) -> dict[str, Any]:
-    try:
-        payload = json.loads(data)
-    except ValueError as exc:
-        raise InvalidResponseError(f"{LABEL} stream carried data that is not JSON: {data[:200]!r}") from exc
-    if not isinstance(payload, dict):
-        raise InvalidResponseError(f"{LABEL} stream carried a non-object chunk: {data[:200]!r}")
-    return payload
-
-
 @dataclass
 class _PartialCall:
     id: str = ""
@@ -124,8 +114,7 @@ class _PartialCall:
 
 class _Accumulator:
     def __init__(self, on_first_token: OnFirstToken) -> None:
-        self._on_first_token = on_first_token
-        self._fired = False
+        self._first_token = FirstToken(on_first_token)
         self.done = False
         self._text: list[str] = []
         self._reasoning: list[str] = []
@@ -133,11 +122,6 @@ class _Accumulator:
         self._finish: str | None = None
         self._prompt_tokens: int | None = None
         self._completion_tokens: int | None = None
-
-    def _first_token(self) -> None:
-        if not self._fired:
-            self._fired = True
-            self._on_first_token()
 
     def feed(self, chunk: dict[str, Any]) -> None:
         if chunk.get("error"):

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from app.providers.base import ModelRequest, ModelResponse, OnFirstToken, Provider, ProviderError
+from app.providers.base import FirstToken, ModelRequest, ModelResponse, OnFirstToken, Provider, ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +51,7 @@ async def stream_with_retries(
 ) -> ModelResponse:
     """Stream `request`, retrying retryable ProviderErrors; InvalidResponseError and
     non-retryable errors propagate at once. `on_first_token` fires at most once overall."""
-    fired = False
-
-    def first_token_once() -> None:
-        nonlocal fired
-        if not fired:
-            fired = True
-            on_first_token()
-
+    first_token_once = FirstToken(on_first_token)
     attempts = max(1, policy.max_attempts)
     for attempt in range(1, attempts + 1):
         try:

@@ -211,3 +211,14 @@ def _status_error(label: str, response: httpx.Response, raw: bytes, secrets: tup
         retryable=status in RETRYABLE_STATUSES or status >= 500,
         retry_after_s=parse_retry_after(response.headers),
     )
+
+
+def decode_json(data: str, label: str, what: str) -> dict[str, Any]:
+    """One SSE `data:` payload as a JSON object, or InvalidResponseError naming the provider."""
+    try:
+        payload = json.loads(data)
+    except ValueError as exc:
+        raise InvalidResponseError(f"{label} stream carried data that is not JSON: {data[:200]!r}") from exc
+    if not isinstance(payload, dict):
+        raise InvalidResponseError(f"{label} stream carried a non-object {what}: {data[:200]!r}")
+    return payload
