@@ -40,7 +40,9 @@ def list_agents(query: AgentListQuery) -> Any:
     svc = services()
     found = svc.store.agents.list(after=query.after, before=query.before, limit=query.limit,
                                   order=query.order, name=query.name)
-    return jsonify([agent_state(agent, message_ids=_message_ids(agent["id"])) for agent in found])
+    message_ids = svc.store.messages.recent_ids_many([agent["id"] for agent in found],
+                                                     limit=svc.settings.history_max_messages)
+    return jsonify([agent_state(agent, message_ids=ids) for agent, ids in zip(found, message_ids, strict=True)])
 
 
 @agents.get("/<agent_id>", responses={200: AgentState, 404: Error}, strict_slashes=False)

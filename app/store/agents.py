@@ -54,11 +54,17 @@ class AgentStore:
         return self._with_blocks(record, blocks)
 
     def get(self, agent_id: str) -> dict[str, Any] | None:
+        return self.get_full([agent_id])[0]
+
+    def get_full(self, agent_ids: list[str]) -> list[dict[str, Any] | None]:
+        """Agents with their blocks, in order (None where missing), in one round trip."""
         with self.client.pipeline(transaction=False) as pipe:
-            pipe.get(keys.agent(agent_id))
-            pipe.hgetall(keys.agent_blocks(agent_id))
-            raw, blocks = pipe.execute()
-        return None if raw is None else self._with_blocks(json.loads(raw), blocks)
+            for agent_id in agent_ids:
+                pipe.get(keys.agent(agent_id))
+                pipe.hgetall(keys.agent_blocks(agent_id))
+            replies = pipe.execute()
+        return [None if raw is None else self._with_blocks(json.loads(raw), blocks)
+                for raw, blocks in zip(replies[::2], replies[1::2], strict=True)]
 
     def get_many(self, agent_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Agents by id (the missing ones are absent), in two round trips whatever the count."""
@@ -77,7 +83,7 @@ class AgentStore:
             ids = page(self.client, keys.AGENTS, after=cursor_after, before=cursor_before, limit=limit, order=order)
             if not ids:
                 break
-            agents = [agent for agent in (self.get(agent_id) for agent_id in ids) if agent is not None]
+            agents = [agent for agent in self.get_full(ids) if agent is not None]
             found.extend(agent for agent in agents if name is None or agent["name"] == name)
             if name is None or len(ids) < limit:
                 break

@@ -34,7 +34,15 @@ class MessageStore:
 
     def recent_ids(self, agent_id: str, *, limit: int) -> list[str]:
         """The agent's latest `limit` message ids, oldest first."""
-        return self.client.zrange(keys.agent_messages(agent_id), -limit, -1) if limit > 0 else []
+        return self.recent_ids_many([agent_id], limit=limit)[0]
+
+    def recent_ids_many(self, agent_ids: list[str], *, limit: int) -> list[list[str]]:
+        if limit <= 0:
+            return [[] for _ in agent_ids]
+        with self.client.pipeline(transaction=False) as pipe:
+            for agent_id in agent_ids:
+                pipe.zrange(keys.agent_messages(agent_id), -limit, -1)
+            return pipe.execute()
 
     def recent_for_agent(self, agent_id: str, *, limit: int) -> list[dict[str, Any]]:
         return self.get_many(self.recent_ids(agent_id, limit=limit))
