@@ -19,6 +19,7 @@ DEFAULT_PORT = 8283
 DEFAULT_CHUNK_SIZE = 50
 #: Default completion window of a batch (OpenAI's and Anthropic's is 24 h too).
 DEFAULT_COMPLETION_WINDOW_S = 24 * 3600
+MAX_COMPLETION_WINDOW_S = 7 * 24 * 3600 - 3600
 
 
 class Settings(BaseSettings):
@@ -46,7 +47,7 @@ class Settings(BaseSettings):
 
     #: Provider calls: attempts for 429/5xx/network errors, backoff, and the cap on a
     #: provider's Retry-After that we are willing to wait.
-    llm_max_attempts: int = 4
+    llm_max_attempts: int = Field(4, ge=1)
     llm_backoff_base_s: float = 1.0
     llm_backoff_max_s: float = 30.0
     llm_retry_after_max_s: float = 60.0
@@ -57,22 +58,24 @@ class Settings(BaseSettings):
     max_steps_default: int = 50
     #: An item that runs longer than this ends with stop_reason `error`.
     item_timeout_s: float = 3600.0
-    chunk_size: int = DEFAULT_CHUNK_SIZE
+    chunk_size: int = Field(DEFAULT_CHUNK_SIZE, ge=1, le=1000)
     #: Model streams one worker process keeps open at once (across all its chunks).
-    worker_max_streams: int = 1000
+    worker_max_streams: int = Field(1000, ge=1)
     #: How long an item's claim stays valid without renewal; a dead worker's items are
     #: taken over by a redelivered message after this.
-    item_lease_s: float = 30.0
+    item_lease_s: float = Field(30.0, gt=0)
     #: A worker process silent this long is dead: its unacked messages go back to the queue
     #: (Dramatiq's default is 60 s; item leases make an early takeover safe).
     worker_heartbeat_timeout_s: float = 30.0
-    completion_window_s: float = DEFAULT_COMPLETION_WINDOW_S
+    #: At most just under 7 days: the expiry is a delayed Dramatiq message, which the Redis
+    #: broker refuses beyond that.
+    completion_window_s: float = Field(DEFAULT_COMPLETION_WINDOW_S, gt=0, le=MAX_COMPLETION_WINDOW_S)
     #: Agent history sent to the model is cut to this many most recent messages.
     history_max_messages: int = 200
 
     webhook_secret: SecretStr | None = None
     callback_timeout_s: float = 10.0
-    callback_max_attempts: int = 8
+    callback_max_attempts: int = Field(8, ge=1)
     callback_allow_private: bool = False
 
     #: Hard ceiling of a request body (Letta's): larger is 413.
