@@ -43,12 +43,12 @@ def send_callback(batch_id: str) -> None:
     batch = store.batches.get(batch_id)
     if batch is None or batch["callback_url"] is None:
         return
-    if store.client.hget(keys.batch(batch_id), "callback_delivered") == "1":
-        return
     lock = f"{keys.batch(batch_id)}:callback_lock"
     if not store.client.set(lock, 1, nx=True, ex=int(settings.callback_timeout_s) + 10):
-        raise CallbackFailed("another delivery of this callback is in progress")
+        return  # another delivery is under way; if it fails, its own message is retried
     try:
+        if store.client.hget(keys.batch(batch_id), "callback_delivered") == "1":
+            return
         with httpx.Client(timeout=settings.callback_timeout_s) as client:
             result = deliver(batch["callback_url"], payload(batch), webhook_id=f"msg_{batch_id}",
                              secret=webhook_secret(store), client=client,

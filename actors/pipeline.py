@@ -72,11 +72,15 @@ def finalize_batch(batch_id: str) -> None:
         logger.info("Batch %s %s", batch_id, status)
     if result not in ("finalized", "terminal"):
         return
-    callback_url, queued, delivered = store.client.hmget(
-        keys.batch(batch_id), ["callback_url", "callback_queued", "callback_delivered"])
-    if callback_url and not queued and delivered != "1":
-        _tasks().send(SEND_CALLBACK, batch_id)
-        store.batches.mark_callback_queued(batch_id)
+    callback_url, delivered = store.client.hmget(keys.batch(batch_id), ["callback_url", "callback_delivered"])
+    # Two finalizes can run for one batch (the last commit's and a chunk's check): the flag is
+    # taken atomically so that only one queues the callback.
+    if callback_url and delivered != "1" and store.batches.claim_callback(batch_id):
+        try:
+            _tasks().send(SEND_CALLBACK, batch_id)
+        except Exception:
+            store.batches.unclaim_callback(batch_id)
+            raise
 
 
 @dramatiq.actor(actor_name=EXPIRE_BATCH, queue_name=BATCHES_QUEUE, **CONTROL_OPTIONS)
@@ -85,5 +89,5 @@ def expire_batch(batch_id: str) -> None:
     stopped = current_runtime().store.batches.stop(batch_id, status="expired")
     if stopped.result == "stopped":
         logger.info("Batch %s expired with %d items still running", batch_id, stopped.running)
-        if stopped.running == 0:
-            _tasks().send(FINALIZE_BATCH, batch_id)
+    if stopped.needs_finalize:
+        _tasks().send(FINALIZE_BATCH, batch_id)

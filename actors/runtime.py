@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 #: A second SIGTERM this soon after the first is the same stop request delivered twice.
 DUPLICATE_SIGNAL_WINDOW_S = 2.0
+#: Longest wait between two claims of an item another owner holds.
+BUSY_POLL_MAX_S = 5.0
 #: How often in-flight batches are checked for a stop the pub/sub message may have missed.
 STOP_POLL_S = 2.0
 
@@ -69,6 +71,7 @@ class WorkerRuntime:
         self.in_flight: dict[str, InFlight] = {}
         self.stopping: set[str] = set()
         self.shutting_down = False
+        self._closed = False
         self._background: list[asyncio.Task] = []
 
     async def start(self) -> None:
@@ -87,6 +90,7 @@ class WorkerRuntime:
                 flight.task.cancel()
 
     async def close(self) -> None:
+        self._closed = True
         for task in self._background:
             task.cancel()
         await self.http.aclose()
@@ -94,58 +98,76 @@ class WorkerRuntime:
     # -- chunks and items ------------------------------------------------------------------
 
     async def run_chunk(self, batch_id: str, start: int, stop: int) -> None:
-        status = self.store.client.hget(keys.batch(batch_id), "status")
-        if status is None:
+        if not self.store.client.exists(keys.batch(batch_id)):
             return  # discarded before it started
-        if status not in STOPPED_STATUSES:
-            item_ids = self.store.batches.item_ids(batch_id, start=start, stop=stop)
-            async with asyncio.TaskGroup() as group:
-                runs = [group.create_task(self.run_item(batch_id, item_id)) for item_id in item_ids]
-            if not all(run.result() for run in runs):
-                raise ItemsReleased(f"worker shutting down: items of batch {batch_id} [{start}..{stop}] given back")
+        # Even in a stopped batch every item is claimed: the claim settles unstarted items and
+        # hands over items a dead worker left running, which nothing else would end.
+        item_ids = self.store.batches.item_ids(batch_id, start=start, stop=stop)
+        async with asyncio.TaskGroup() as group:
+            runs = [group.create_task(self.run_item(batch_id, item_id)) for item_id in item_ids]
+        if not all(run.result() for run in runs):
+            raise ItemsReleased(f"worker shutting down: items of batch {batch_id} [{start}..{stop}] given back")
         self.finalize_if_settled(batch_id)
 
     async def run_item(self, batch_id: str, item_id: str) -> bool:
-        """Run one item to its end; False when it was given back because the worker is stopping."""
-        async with self.streams:
-            if self.shutting_down:
-                return False
-            claim = self.store.runs.claim(batch_id=batch_id, item_id=item_id, owner=self.owner,
-                                          lease_s=self.settings.item_lease_s)
-            started_ns = time.monotonic_ns()
+        """See one item to its end; False when it was given back because the worker is stopping."""
+        while True:
+            async with self.streams:
+                if self.shutting_down:
+                    return False
+                claim = self.store.runs.claim(batch_id=batch_id, item_id=item_id, owner=self.owner,
+                                              lease_s=self.settings.item_lease_s)
+                if claim.action == "run":
+                    return await self._run_claimed(batch_id, item_id, claim)
             if claim.action == "stop_running":
                 status = self._batch_status(batch_id)
                 self._commit(batch_id, item_id, self.store.runs.load_item(item_id)["agent_id"],
                              RunRecord(outcome=status, stop_reason=_stop_reason(status)), claim, None)
-            if claim.action != "run":
+            if claim.action != "busy":
                 return True
-            item = self.store.runs.load_item(item_id)
-            agent = self.store.agents.get(item["agent_id"])
-            if agent is None:
-                record = RunRecord(outcome="errored", stop_reason="error",
-                                   error=f"Agent {item['agent_id']} was deleted before this request ran.")
-                self._commit(batch_id, item_id, item["agent_id"], record, claim, None)
-                return True
-            run = self.runs.new(agent, LettaBatchRequest.model_validate_json(item["request"]),
-                                batch_item_id=item_id, started_ns=started_ns)
-            task = asyncio.current_task()
-            self.in_flight[item_id] = InFlight(batch_id, task)
-            try:
-                await run.execute(timeout_s=self.settings.item_timeout_s)
-                record = run.record()
-            except asyncio.CancelledError:
-                if item_id not in self.stopping:
-                    self.store.runs.release(item_id=item_id, owner=self.owner)
-                    task.uncancel()
-                    return False
-                task.uncancel()
-                status = self._batch_status(batch_id)
-                record = run.record(outcome=status, stop_reason=_stop_reason(status))
-            finally:
-                self.in_flight.pop(item_id, None)
-                self.stopping.discard(item_id)
-            self._commit(batch_id, item_id, agent["id"], record, claim, run)
+            # Another owner holds it. Acking this message now could strand the item if that owner
+            # dies, so wait until it ends the item or its lease lapses and this claim takes over.
+            await asyncio.sleep(min(self.settings.item_lease_s / 3, BUSY_POLL_MAX_S))
+
+    async def _run_claimed(self, batch_id: str, item_id: str, claim: Claim) -> bool:
+        try:
+            return await self._run_owned(batch_id, item_id, claim)
+        except BaseException:
+            # Whatever failed after the claim (Redis, a bug): give the item back, so the retried
+            # chunk runs it at once instead of waiting out a lease nobody renews.
+            with contextlib.suppress(redis.RedisError):
+                self.store.runs.release(item_id=item_id, owner=self.owner)
+            raise
+
+    async def _run_owned(self, batch_id: str, item_id: str, claim: Claim) -> bool:
+        started_ns = time.monotonic_ns()
+        item = self.store.runs.load_item(item_id)
+        agent = self.store.agents.get(item["agent_id"])
+        if agent is None:
+            record = RunRecord(outcome="errored", stop_reason="error",
+                               error=f"Agent {item['agent_id']} was deleted before this request ran.")
+            self._commit(batch_id, item_id, item["agent_id"], record, claim, None)
             return True
+        run = self.runs.new(agent, LettaBatchRequest.model_validate_json(item["request"]),
+                            batch_item_id=item_id, started_ns=started_ns)
+        task = asyncio.current_task()
+        self.in_flight[item_id] = InFlight(batch_id, task)
+        try:
+            await run.execute(timeout_s=self.settings.item_timeout_s)
+            record = run.record()
+        except asyncio.CancelledError:
+            if item_id not in self.stopping:
+                self.store.runs.release(item_id=item_id, owner=self.owner)
+                task.uncancel()
+                return False
+            task.uncancel()
+            status = self._batch_status(batch_id)
+            record = run.record(outcome=status, stop_reason=_stop_reason(status))
+        finally:
+            self.in_flight.pop(item_id, None)
+            self.stopping.discard(item_id)
+        self._commit(batch_id, item_id, agent["id"], record, claim, run)
+        return True
 
     def _commit(self, batch_id: str, item_id: str, agent_id: str, record: RunRecord, claim: Claim,
                 run: AgentRun | None) -> None:
@@ -179,16 +201,20 @@ class WorkerRuntime:
                 flight.task.cancel()
 
     def _listen_for_stops(self) -> None:
-        while not self.shutting_down:
+        while not self._closed:
             try:
                 pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(keys.STOP_CHANNEL)
-                for message in pubsub.listen():
-                    if message["type"] == "message":
+                while not self._closed:
+                    message = pubsub.get_message(timeout=1.0)
+                    if message and message["type"] == "message":
                         self.loop.call_soon_threadsafe(self.stop_batch_locally, message["data"])
+                pubsub.close()
             except (redis.RedisError, OSError):
                 logger.warning("Stop listener lost Redis; reconnecting in 1 s (the poll covers the gap)")
                 time.sleep(1.0)
+            except RuntimeError:  # the event loop closed under us: the runtime is gone
+                return
 
     async def _poll_stops(self) -> None:
         while True:

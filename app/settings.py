@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Default port of the web process (Letta's).
@@ -28,6 +28,8 @@ class Settings(BaseSettings):
         env_file=".env",
         extra="ignore",
         populate_by_name=True,
+        # A rejected value may be a secret: never quote it in the error.
+        hide_input_in_errors=True,
     )
 
     port: int = Field(DEFAULT_PORT, validation_alias="PORT")
@@ -80,3 +82,17 @@ class Settings(BaseSettings):
 
     #: Hard ceiling of a request body (Letta's): larger is 413.
     max_body_bytes: int = 256 * 1024 * 1024
+
+    @field_validator("openai_api_key", "anthropic_api_key", "webhook_secret", mode="before")
+    @classmethod
+    def _clean_secret(cls, value: object) -> object:
+        """Secrets mounted from files often end in a newline, which would make an illegal HTTP
+        header (whose error message would then quote the key)."""
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            value = value.strip()
+            if any(ord(char) < 32 or ord(char) == 127 for char in value):
+                raise ValueError("contains control characters")
+            return value or None
+        return value

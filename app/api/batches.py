@@ -84,11 +84,13 @@ def cancel_batch(path: BatchPath) -> Any:
     stopped = svc.store.batches.stop(path.batch_id, status="cancelled")
     if stopped.result == "missing":
         raise not_found("Batch", path.batch_id)
+    if stopped.needs_finalize:
+        svc.tasks.send(FINALIZE_BATCH, path.batch_id)
     if stopped.result == "conflict":
         raise ApiError(409, f"Batch {path.batch_id!r} is already {stopped.status}; it cannot be cancelled.")
-    if stopped.result == "stopped" and stopped.running == 0:
-        # No running item will commit last, so nothing else would finalize it (send the callback).
-        svc.tasks.send(FINALIZE_BATCH, path.batch_id)
+    if stopped.result == "settled":
+        raise ApiError(409, f"Batch {path.batch_id!r} has already finished all its requests; it cannot be "
+                            "cancelled.")
     return Response("null", status=200, mimetype="application/json")
 
 

@@ -59,6 +59,18 @@ def messages_url(base: str) -> str:
     return f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
 
 
+def _tool_loop_began_with_thinking(messages: tuple[ChatMessage, ...]) -> bool:
+    """With thinking on, Anthropic requires every assistant turn of the current tool loop (since
+    the last user text) that used tools to open with a signed thinking block; a step that ran
+    without thinking (a forced tool call) means thinking stays off until the next user turn."""
+    for message in reversed(messages):
+        if message.role == "user":
+            return True
+        if message.role == "assistant" and message.tool_calls and not message.reasoning_signature:
+            return False
+    return True
+
+
 def build_body(request: ModelRequest) -> dict[str, Any]:
     max_tokens = request.max_tokens if request.max_tokens is not None else DEFAULT_MAX_TOKENS
     body: dict[str, Any] = {"model": request.model, "messages": build_messages(request.messages),
@@ -75,7 +87,8 @@ def build_body(request: ModelRequest) -> dict[str, Any]:
             body["tool_choice"] = {"type": "any" if request.tool_choice == "required" else "auto"}
     # Anthropic refuses thinking together with a forced tool choice; forcing the tool is what
     # keeps a tool-driven agent loop going, so it wins and thinking is left off.
-    thinking = request.enable_thinking and not (request.tools and request.tool_choice == "required")
+    thinking = request.enable_thinking and not (request.tools and request.tool_choice == "required") \
+        and _tool_loop_began_with_thinking(request.messages)
     if thinking:
         # The budget counts inside max_tokens and must be below it: keep the caller's max_tokens
         # for the answer itself when it leaves no room for the smallest budget.

@@ -132,10 +132,14 @@ def key_for(target_url: str, base_url: str, key: str | SecretStr | None) -> tupl
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """Some APIs echo (part of) a bad key back; an item's error must never carry it."""
+    """Some APIs echo (part of) a bad key back, and HTTP libraries quote a header value they
+    refuse with its control characters escaped; an item's error must never carry either."""
     for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
+        if not secret:
+            continue
+        for form in {secret, secret.strip(), repr(secret)[1:-1]}:
+            if form:
+                text = text.replace(form, "[redacted]")
     return text
 
 

@@ -22,7 +22,7 @@ DEFAULT_SYSTEM_PROMPT = (
 
 
 class LlmConfig(Lenient):
-    model: str
+    model: str = Field(min_length=1)
     model_endpoint_type: str
     model_endpoint: str | None = None
     context_window: int = Field(DEFAULT_CONTEXT_WINDOW, gt=0)

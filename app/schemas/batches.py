@@ -73,6 +73,10 @@ class CreateBatch(Lenient):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an absolute http:// or https:// URL")
+        try:
+            parts.port  # noqa: B018  (reading it validates it)
+        except ValueError:
+            raise ValueError("has an invalid port") from None
         return value
 
 

@@ -83,15 +83,18 @@ class AgentStore:
             ids = page(self.client, keys.AGENTS, after=cursor_after, before=cursor_before, limit=limit, order=order)
             if not ids:
                 break
-            agents = [agent for agent in self.get_full(ids) if agent is not None]
-            found.extend(agent for agent in agents if name is None or agent["name"] == name)
+            backward = cursor_before is not None and cursor_after is None
+            matches = [agent for agent in self.get_full(ids)
+                       if agent is not None and (name is None or agent["name"] == name)]
+            # Walking back from `before`, each further page comes earlier in the answer.
+            found = matches + found if backward else found + matches
             if name is None or len(ids) < limit:
                 break
-            if cursor_before is not None and cursor_after is None:
+            if backward:
                 cursor_before = ids[0]
             else:
                 cursor_after = ids[-1]
-        return found[:limit]
+        return found[-limit:] if cursor_before is not None and cursor_after is None else found[:limit]
 
     def delete(self, agent_id: str) -> bool:
         """Forget the agent; its messages stay readable through the batches that made them."""

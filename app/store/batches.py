@@ -24,12 +24,18 @@ IDEMPOTENCY_TTL_S = 24 * 3600
 
 @dataclass(frozen=True)
 class StopResult:
-    #: stopped | already | conflict | missing
+    """How a stop went (see stop_batch.lua)."""
+
+    #: stopped | already | conflict | settled | missing
     result: str
     #: for "conflict": the batch's terminal status
     status: str | None = None
     #: for "stopped": items still running (their streams are being closed)
     running: int = 0
+
+    @property
+    def needs_finalize(self) -> bool:
+        return self.result in ("already", "settled") or (self.result == "stopped" and self.running == 0)
 
 
 class BatchStore:
@@ -49,6 +55,16 @@ class BatchStore:
             claimed = self.client.set(keys.idempotency(idempotency_key), batch_id, nx=True, ex=IDEMPOTENCY_TTL_S)
             if not claimed:
                 return self.client.get(keys.idempotency(idempotency_key)), False
+        try:
+            return self._store(batch_id, requests=requests, callback_url=callback_url, metadata=metadata,
+                               completion_window_s=completion_window_s), True
+        except BaseException:
+            if idempotency_key is not None:  # let the client's retry start over
+                self.client.delete(keys.idempotency(idempotency_key))
+            raise
+
+    def _store(self, batch_id: str, *, requests: list[LettaBatchRequest], callback_url: str | None,
+               metadata: dict[str, Any] | None, completion_window_s: float) -> str:
         seconds, micros = self.client.time()
         created_us = seconds * 1_000_000 + micros
         agent_ids = {request.agent_id for request in requests}
@@ -74,7 +90,7 @@ class BatchStore:
             pipe.zadd(keys.batch_items(batch_id), {item_id: index for index, item_id in enumerate(item_ids)})
             pipe.zadd(keys.BATCHES, {batch_id: seq})
             pipe.execute()
-        return batch_id, True
+        return batch_id
 
     def discard(self, batch_id: str, *, idempotency_key: str | None = None) -> None:
         """Remove a batch that could not be enqueued, so the client's retry starts clean."""
@@ -117,6 +133,8 @@ class BatchStore:
             return [batch_item(fields, batch_status) for fields in pipe.execute() if fields]
 
     def stop(self, batch_id: str, *, status: str) -> StopResult:
+        """Cancel or expire. `needs_finalize` on the result says whether the caller must enqueue
+        finalize: nothing running would do it (safe to repeat: finalize is idempotent)."""
         stop_reason = "cancelled" if status == "cancelled" else ""
         result, detail = self.scripts.stop_batch(
             keys=[keys.batch(batch_id)], args=[status, stop_reason, keys.STOP_CHANNEL, batch_id])
@@ -138,8 +156,12 @@ class BatchStore:
             "callback_delivered": int(delivered),
         })
 
-    def mark_callback_queued(self, batch_id: str) -> None:
-        self.client.hset(keys.batch(batch_id), "callback_queued", 1)
+    def claim_callback(self, batch_id: str) -> bool:
+        """True for the one caller that gets to queue the batch's callback."""
+        return bool(self.client.hsetnx(keys.batch(batch_id), "callback_queued", 1))
+
+    def unclaim_callback(self, batch_id: str) -> None:
+        self.client.hdel(keys.batch(batch_id), "callback_queued")
 
 
 def _int(fields: dict[str, str], name: str) -> int | None:

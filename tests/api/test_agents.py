@@ -39,6 +39,7 @@ def test_given_an_llm_config_only_when_created_then_the_model_handle_comes_from_
     ({}, "body"),
     ({"model": "simulated/echo", "memory_blocks": [{"label": "a", "value": "x" * 11, "limit": 10}]}, "memory_blocks"),
     ({"model": "simulated/echo", "memory_blocks": [{"label": "a"}, {"label": "a"}]}, "unique"),
+    ({"model": None, "llm_config": {"model": "", "model_endpoint_type": "openai"}}, "llm_config.model"),
 ])
 def test_given_an_invalid_agent_when_created_then_422_says_what_is_wrong(client, body, field):
     response = client.post("/v1/agents/", json=body)
@@ -56,6 +57,9 @@ def test_given_agents_when_listed_by_name_and_paged_then_each_comes_once(client)
     assert paged == ids
     named = client.get("/v1/agents", query_string={"name": "n1", "limit": 1, "order": "asc"}).get_json()
     assert [agent["id"] for agent in named] == [ids[1]]
+    # walking back from the last agent, with a name filter spanning several pages, in order
+    back = client.get("/v1/agents", query_string={"name": "n0", "before": ids[4], "limit": 2, "order": "asc"})
+    assert [agent["id"] for agent in back.get_json()] == [ids[0], ids[2]]
 
 
 def test_given_an_agent_when_deleted_then_it_is_gone_and_a_second_delete_is_404(client):

@@ -62,6 +62,8 @@ def test_given_an_unknown_agent_when_a_batch_is_posted_then_404_names_it_and_no_
     ({"requests": [{"agent_id": "agent-1", "input": "x", "max_steps": 0}]}, ["requests", 0, "max_steps"]),
     ({"requests": [{"agent_id": "agent-1", "input": "x"}], "callback_url": "ftp://example.com"}, ["callback_url"]),
     ({"requests": "nope"}, ["requests"]),
+    ({"requests": [{"agent_id": "agent-1", "input": "x"}], "callback_url": "http://example.com:99999/x"},
+     ["callback_url"]),
 ])
 def test_given_a_malformed_body_when_posted_then_422_gives_field_paths_and_no_batch_is_created(app, client, body, path):
     response = client.post("/v1/messages/batches", json=body)

@@ -235,3 +235,19 @@ def test_given_a_held_first_token_when_the_task_is_cancelled_then_the_server_see
     with FakeAnthropicServer(first_token_delay_s=30.0) as server:
         assert asyncio.run(scenario(server))
         assert server.completed_streams == 0
+
+
+def test_given_thinking_and_a_tool_loop_whose_first_step_ran_without_it_when_built_then_thinking_stays_off() -> None:
+    from app.providers.anthropic import build_body
+    from app.providers.base import ChatMessage, ModelRequest, ToolCall
+
+    call = ToolCall(id="toolu_1", name="search", arguments="{}")
+    loop = (ChatMessage(role="user", text="hi"), ChatMessage(role="assistant", tool_calls=(call,)),
+            ChatMessage(role="tool", text="r", tool_call_id="toolu_1"))
+    request = ModelRequest(model="claude", system="s", messages=loop, enable_thinking=True)
+    assert "thinking" not in build_body(request)
+    signed = (loop[0], ChatMessage(role="assistant", tool_calls=(call,), reasoning="why", reasoning_signature="sig"),
+              loop[2])
+    assert build_body(ModelRequest(model="claude", system="s", messages=signed, enable_thinking=True))["thinking"]
+    fresh = (*loop, ChatMessage(role="user", text="next question"))
+    assert "thinking" in build_body(ModelRequest(model="claude", system="s", messages=fresh, enable_thinking=True))

@@ -278,3 +278,10 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_given_an_error_quoting_a_key_with_an_escaped_newline_when_redacted_then_no_form_of_the_key_remains() -> None:
+    from app.providers.sse import redact
+
+    text = "Illegal header value b'Bearer sk-SECRET\\n' and sk-SECRET"
+    assert "SECRET" not in redact(text, ["sk-SECRET\n"])

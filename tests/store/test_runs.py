@@ -150,3 +150,42 @@ def test_given_a_run_outside_a_batch_when_committed_then_messages_join_the_agent
     assert commit.committed
     assert store.client.zcard(keys.agent_messages(agent_id)) == 2
     assert store.client.zcard(keys.batch_messages(batch_id)) == 0
+
+
+def test_given_every_item_ended_but_not_finalized_when_cancelled_then_the_outcome_is_kept(store, batch):
+    agent_id, batch_id, item_ids = batch
+    for item_id in item_ids:
+        store.runs.claim(batch_id=batch_id, item_id=item_id, owner="w", lease_s=30)
+        store.runs.commit(agent_id=agent_id, record=_record(agent_id, item_id), batch_id=batch_id, item_id=item_id)
+    stopped = store.batches.stop(batch_id, status="cancelled")
+    assert stopped.result == "settled" and stopped.needs_finalize
+    assert store.batches.finalize(batch_id) == ("finalized", "completed")
+    assert store.batches.get(batch_id)["request_counts"]["cancelled"] == 0
+
+
+def test_given_a_stop_that_already_happened_when_repeated_then_finalize_is_asked_for_again(store, batch):
+    _, batch_id, _ = batch
+    assert store.batches.stop(batch_id, status="expired").needs_finalize
+    again = store.batches.stop(batch_id, status="expired")
+    assert again.result == "already" and again.needs_finalize
+
+
+def test_given_two_finalizers_when_both_claim_the_callback_then_only_one_gets_it(store, batch):
+    _, batch_id, _ = batch
+    assert [store.batches.claim_callback(batch_id), store.batches.claim_callback(batch_id)] == [True, False]
+
+
+def test_given_an_idempotency_key_when_storing_fails_then_the_key_is_freed_for_the_retry(store, batch, monkeypatch):
+    agent_id, _, _ = batch
+    requests = [LettaBatchRequest(agent_id=agent_id, input="x")]
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("storage failed")
+
+    monkeypatch.setattr(store.batches, "_store", fail)
+    with pytest.raises(RuntimeError):
+        store.batches.create(requests=requests, callback_url=None, metadata=None, completion_window_s=60,
+                             idempotency_key="k")
+    monkeypatch.undo()
+    assert store.batches.create(requests=requests, callback_url=None, metadata=None, completion_window_s=60,
+                                idempotency_key="k")[1] is True

@@ -1,0 +1,110 @@
+"""The worker runtime on a real Redis, driven directly (no Dramatiq): redelivered chunks finish
+what dead or failed owners left, and nothing is acked while an item could be stranded."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from actors.runtime import WorkerRuntime
+from app.schemas.agents import CreateAgent
+from app.schemas.batches import LettaBatchRequest
+from app.settings import Settings
+from app.store import Store, connect, keys
+from app.tasks import FINALIZE_BATCH
+
+
+class RecordingTasks:
+    def __init__(self) -> None:
+        self.sent: list[tuple[Any, ...]] = []
+
+    def send(self, actor_name: str, *args: Any, delay_ms: int | None = None) -> None:
+        self.sent.append((actor_name, *args))
+
+
+@pytest.fixture
+def store(redis_url: str) -> Store:
+    return Store(client=connect(redis_url))
+
+
+@pytest.fixture
+def make_runtime(redis_url: str, tmp_path) -> Iterator[Any]:
+    def make(**settings: Any) -> tuple[WorkerRuntime, RecordingTasks]:
+        tasks = RecordingTasks()
+        runtime = WorkerRuntime(settings=Settings(redis_url=redis_url, var_dir=tmp_path, _env_file=None,
+                                                  simulated_ttft_ms=1, simulated_token_ms=0, **settings),
+                                redis_url=redis_url, tasks=tasks)
+        return runtime, tasks
+
+    yield make
+
+
+def run_chunk(runtime: WorkerRuntime, batch_id: str) -> None:
+    async def go() -> None:
+        await runtime.start()
+        try:
+            await runtime.run_chunk(batch_id, 0, 0)
+        finally:
+            runtime.shutting_down = True
+            await runtime.close()
+
+    asyncio.run(go())
+
+
+def one_item_batch(store: Store, **batch: Any) -> tuple[str, str]:
+    agent = store.agents.create(CreateAgent(model="simulated/echo"))
+    batch_id, _ = store.batches.create(requests=[LettaBatchRequest(agent_id=agent["id"], input="hi")],
+                                       metadata=None, completion_window_s=3600, **{"callback_url": None, **batch})
+    return batch_id, store.batches.item_ids(batch_id, start=0, stop=0)[0]
+
+
+def test_given_a_cancelled_batch_with_an_item_a_dead_worker_left_running_when_redelivered_then_it_settles(
+        store, make_runtime):
+    batch_id, item_id = one_item_batch(store, callback_url="http://example.com/hook")
+    store.runs.claim(batch_id=batch_id, item_id=item_id, owner="dead", lease_s=0.1)
+    store.batches.stop(batch_id, status="cancelled")
+    time.sleep(0.2)
+    runtime, tasks = make_runtime()
+    run_chunk(runtime, batch_id)
+    assert store.runs.load_item(item_id)["status"] == "cancelled"
+    assert store.batches.get(batch_id)["request_counts"]["running"] == 0
+    assert (FINALIZE_BATCH, batch_id) in tasks.sent
+    assert store.batches.finalize(batch_id) == ("terminal", "cancelled")
+
+
+def test_given_an_item_held_under_a_live_lease_when_its_owner_dies_then_the_redelivered_chunk_waits_and_runs_it(
+        store, make_runtime):
+    batch_id, item_id = one_item_batch(store)
+    store.runs.claim(batch_id=batch_id, item_id=item_id, owner="about-to-die", lease_s=1.0)
+    runtime, tasks = make_runtime(item_lease_s=0.3)
+    started = time.monotonic()
+    run_chunk(runtime, batch_id)
+    assert time.monotonic() - started >= 0.5  # it waited for the lease to lapse instead of acking
+    item = store.runs.load_item(item_id)
+    assert item["status"] == "succeeded" and item["attempts"] == "2"
+    assert (FINALIZE_BATCH, batch_id) in tasks.sent
+
+
+def test_given_a_failure_after_the_claim_when_the_chunk_raises_then_the_item_is_given_back_for_the_retry(
+        store, make_runtime, monkeypatch):
+    batch_id, item_id = one_item_batch(store)
+    runtime, _ = make_runtime()
+
+    def broken_commit(**kwargs: Any) -> None:
+        raise redis.ConnectionError("Redis went away")
+
+    monkeypatch.setattr(runtime.store.runs, "commit", broken_commit)
+    with pytest.raises(ExceptionGroup):
+        run_chunk(runtime, batch_id)
+    assert store.client.hget(keys.item(item_id), "lease_until_us") == "0"
+
+    retry, _ = make_runtime()
+    started = time.monotonic()
+    run_chunk(retry, batch_id)
+    assert time.monotonic() - started < 5  # no lease to wait out
+    assert store.runs.load_item(item_id)["status"] == "succeeded"
