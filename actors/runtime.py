@@ -25,6 +25,7 @@ import redis
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
 
+from app.engine.commit import commit_run
 from app.engine.run import AgentRun, RunFactory
 from app.providers import ProviderRegistry, make_http_client
 from app.schemas.batches import LettaBatchRequest
@@ -173,7 +174,7 @@ class WorkerRuntime:
                 run: AgentRun | None) -> None:
         if run is not None and run.first_token_ns is not None:
             record.first_token_us = claim.now_us + (run.first_token_ns - run.started_ns) // 1000
-        commit = self.store.runs.commit(agent_id=agent_id, record=record, batch_id=batch_id, item_id=item_id)
+        commit = commit_run(self.store, agent_id=agent_id, record=record, batch_id=batch_id, item_id=item_id)
         if commit.committed and commit.remaining == 0:
             self.tasks.send(FINALIZE_BATCH, batch_id)
 

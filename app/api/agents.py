@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from app.api.errors import ApiError, not_found
 from app.engine.approvals import approval_conflict
+from app.engine.commit import commit_run
 from app.engine.letta_view import ViewOptions, to_letta_messages
 from app.engine.run import RunFactory
 from app.providers import ProviderRegistry, make_http_client
@@ -86,7 +87,7 @@ def send_message(path: AgentPath, body: LettaRequest) -> Any:
 
     agent_run, inputs = asyncio.run(run())
     record = agent_run.record()
-    svc.store.runs.commit(agent_id=agent["id"], record=record)
+    commit_run(svc.store, agent_id=agent["id"], record=record)
     produced = record.messages[inputs:]
     letta = to_letta_messages(produced, ViewOptions(
         use_assistant_message=body.use_assistant_message,

@@ -28,39 +28,54 @@ def text_of(message: dict[str, Any]) -> str:
     return "".join(part.get("text", "") for part in message.get("content") or [] if part.get("type") == "text")
 
 
+#: What the model reads for a call whose result was never recorded (providers refuse a call
+#: without one).
+MISSING_RESULT = "Error: no result was recorded for this tool call."
+
+
 def to_chat(messages: list[dict[str, Any]]) -> list[ChatMessage]:
     """Stored messages as chat turns every provider accepts.
 
     System-role input becomes a labelled user turn (not every provider takes system turns
     mid-conversation); tool calls awaiting approval join the assistant turn that made them;
-    approval answers are not sent (their tool results are); a window of history that starts
-    mid-conversation is cut to its first user turn, and tool results whose call fell out of the
-    window are dropped.
+    approval answers are not sent (their tool results are); every tool result sits right after
+    the turn that made its call, even when another run of the agent committed in between; a
+    window of history that starts mid-conversation is cut to its first user turn, and results
+    whose call fell out of the window are dropped.
     """
-    chat: list[ChatMessage] = []
-    calls_seen: set[str] = set()
+    turns: list[ChatMessage] = []
+    results: dict[int, dict[str, ChatMessage]] = {}  # assistant turn index -> call id -> result
+    turn_of_call: dict[str, int] = {}
     for message in messages:
         role = message["role"]
-        if not chat and role not in ("user", "system"):
+        if not turns and role not in ("user", "system"):
             continue
         if role == "user":
-            chat.append(ChatMessage(role="user", text=text_of(message)))
+            turns.append(ChatMessage(role="user", text=text_of(message)))
         elif role == "system":
-            chat.append(ChatMessage(role="user", text=f"[system message] {text_of(message)}"))
+            turns.append(ChatMessage(role="user", text=f"[system message] {text_of(message)}"))
         elif role == "assistant":
-            chat.append(_assistant_turn(message))
-            calls_seen.update(call.id for call in chat[-1].tool_calls)
+            turns.append(_assistant_turn(message))
+            turn_of_call.update((call.id, len(turns) - 1) for call in turns[-1].tool_calls)
         elif role == "approval" and message.get("tool_calls"):
-            turn = next((i for i in range(len(chat) - 1, -1, -1) if chat[i].role == "assistant"), None)
-            if turn is not None:
+            index = next((i for i in range(len(turns) - 1, -1, -1) if turns[i].role == "assistant"), None)
+            if index is not None:
                 waiting = _tool_calls(message)
-                chat[turn] = replace(chat[turn], tool_calls=chat[turn].tool_calls + waiting)
-                calls_seen.update(call.id for call in waiting)
+                turns[index] = replace(turns[index], tool_calls=turns[index].tool_calls + waiting)
+                turn_of_call.update((call.id, index) for call in waiting)
         elif role == "tool":
             for part in message.get("content") or []:
-                if part.get("type") == "tool_return" and part["tool_call_id"] in calls_seen:
-                    chat.append(ChatMessage(role="tool", text=part.get("content", ""),
-                                            tool_call_id=part["tool_call_id"], is_error=bool(part.get("is_error"))))
+                if part.get("type") == "tool_return" and part["tool_call_id"] in turn_of_call:
+                    results.setdefault(turn_of_call[part["tool_call_id"]], {})[part["tool_call_id"]] = ChatMessage(
+                        role="tool", text=part.get("content", ""), tool_call_id=part["tool_call_id"],
+                        is_error=bool(part.get("is_error")))
+    chat: list[ChatMessage] = []
+    for index, turn in enumerate(turns):
+        chat.append(turn)
+        answered = results.get(index, {})
+        chat.extend(answered.get(call.id) or ChatMessage(role="tool", text=MISSING_RESULT, tool_call_id=call.id,
+                                                         is_error=True)
+                    for call in turn.tool_calls)
     return chat
 
 

@@ -27,7 +27,7 @@ from app.engine.messages import (
 )
 from app.engine.prompt import compile_system_prompt, to_chat
 from app.engine.rules import ToolRules
-from app.engine.tools import BUILTIN_TOOLS, ToolContext, ToolError, validate_arguments
+from app.engine.tools import BUILTIN_TOOLS, MEMORY_TOOL_NAMES, ToolContext, ToolError, validate_arguments
 from app.engine.tools.messaging import SEND_MESSAGE_NAME
 from app.ids import new_id
 from app.providers import ProviderRegistry, split_handle
@@ -77,6 +77,8 @@ class AgentRun:
         self.messages = input_messages(request, agent_id=agent["id"], batch_item_id=batch_item_id)
         self.tools = ToolContext(blocks={block["label"]: block for block in agent.get("blocks", [])},
                                  messages=[], changed_blocks=set())
+        self.block_versions = {label: block.get("version", 0) for label, block in self.tools.blocks.items()}
+        self.block_edits: list[tuple[str, dict[str, Any]]] = []
         self.rules = ToolRules(agent.get("tool_rules", []))
         self.client_tools = {tool.name: tool for tool in request.client_tools or []}
         self.tool_names = [name for name in agent.get("tools", []) if name in BUILTIN_TOOLS] + [
@@ -178,10 +180,13 @@ class AgentRun:
 
     def _run_tool(self, call: ToolCall, step_id: str | None) -> None:
         self.tools.messages = self.history + self.messages
+        arguments = json.loads(call.arguments or "{}")
         try:
-            text, is_error = BUILTIN_TOOLS[call.name].run(self.tools, json.loads(call.arguments or "{}")), False
+            text, is_error = BUILTIN_TOOLS[call.name].run(self.tools, arguments), False
         except ToolError as exc:
             text, is_error = str(exc), True
+        if not is_error and call.name in MEMORY_TOOL_NAMES:
+            self.block_edits.append((call.name, arguments))
         self.rules.register(call.name)
         self._append(tool_return_message(call, text, is_error=is_error, **self._ids(step_id)))
 
@@ -265,7 +270,9 @@ class AgentRun:
             outcome = "succeeded" if stop_reason in SUCCESS_STOP_REASONS else "errored"
         return RunRecord(
             outcome=outcome, stop_reason=stop_reason, messages=self.messages,
-            blocks=[self.tools.blocks[label] for label in sorted(self.tools.changed_blocks)],
+            blocks=[self.tools.blocks[label] | {"base_version": self.block_versions.get(label, 0)}
+                    for label in sorted(self.tools.changed_blocks)],
+            block_edits=self.block_edits,
             ttft_ns=None if self.first_token_ns is None else self.first_token_ns - self.started_ns,
             total_duration_ns=self.clock() - self.started_ns, error=error or self.error,
         )

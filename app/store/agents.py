@@ -66,6 +66,10 @@ class AgentStore:
         return [None if raw is None else self._with_blocks(json.loads(raw), blocks)
                 for raw, blocks in zip(replies[::2], replies[1::2], strict=True)]
 
+    def blocks(self, agent_id: str) -> dict[str, dict[str, Any]]:
+        """The agent's memory blocks now, by label."""
+        return {label: json.loads(raw) for label, raw in self.client.hgetall(keys.agent_blocks(agent_id)).items()}
+
     def get_many(self, agent_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Agents by id (the missing ones are absent), in two round trips whatever the count."""
         ids = list(dict.fromkeys(agent_ids))

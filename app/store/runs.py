@@ -29,8 +29,12 @@ class RunRecord:
     outcome: str
     stop_reason: str | None
     messages: list[dict[str, Any]] = field(default_factory=list)
-    #: Memory blocks the run changed, whole.
+    #: Memory blocks the run changed, whole, each with the version it was read at
+    #: (`base_version`); the stored block gets base_version + 1.
     blocks: list[dict[str, Any]] = field(default_factory=list)
+    #: The memory-tool calls that produced `blocks` (tool name, arguments), to replay them on a
+    #: newer value when another run of the agent changed a block first.
+    block_edits: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     ttft_ns: int | None = None
     total_duration_ns: int | None = None
     error: str | None = None
@@ -41,9 +45,11 @@ class RunRecord:
 @dataclass(frozen=True)
 class Commit:
     committed: bool
-    #: Items of the batch not yet ended (-1 when the commit was a duplicate).
+    #: Items of the batch not yet ended (-1 when nothing was written).
     remaining: int
     batch_status: str
+    #: A block label that changed since the run read it: nothing was written; replay and retry.
+    stale_block: str | None = None
 
 
 class RunStore:
@@ -72,14 +78,16 @@ class RunStore:
         in_batch = batch_id is not None and item_id is not None
         payload = json.dumps({
             "messages": [[message["id"], json.dumps(message)] for message in record.messages],
-            "blocks": [[block["label"], json.dumps(block)] for block in record.blocks],
+            "blocks": [[block["label"], json.dumps(_stored(block)), block.get("base_version", 0)]
+                       for block in record.blocks],
         })
-        committed, remaining, batch_status = self.scripts.commit_run(
+        committed, remaining, batch_status, stale = self.scripts.commit_run(
             keys=[
                 keys.SEQ, keys.agent_messages(agent_id), keys.agent_blocks(agent_id),
                 keys.item(item_id) if in_batch else "", keys.batch(batch_id) if in_batch else "",
                 keys.batch_messages(batch_id) if in_batch else "",
                 keys.batch_agent_messages(batch_id, agent_id) if in_batch else "",
+                keys.agent(agent_id),
             ],
             args=[
                 keys.MESSAGE_PREFIX, payload, record.outcome, record.stop_reason or "",
@@ -88,4 +96,9 @@ class RunStore:
                 record.error or "", "" if record.first_token_us is None else record.first_token_us,
             ],
         )
-        return Commit(bool(committed), int(remaining), batch_status)
+        return Commit(committed == 1, int(remaining), batch_status, stale or None)
+
+
+def _stored(block: dict[str, Any]) -> dict[str, Any]:
+    stored = {key: value for key, value in block.items() if key != "base_version"}
+    return stored | {"version": block.get("base_version", 0) + 1}

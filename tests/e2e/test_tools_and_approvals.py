@@ -163,3 +163,21 @@ def test_given_an_anthropic_agent_with_a_tool_then_tool_use_and_tool_result_roun
         assert second[1]["role"] == "assistant"
         assert any(block["type"] == "tool_use" for block in second[1]["content"])
         assert second[2]["role"] == "user" and second[2]["content"][0]["type"] == "tool_result"
+
+
+def test_given_concurrent_requests_to_one_agent_when_each_edits_memory_then_no_edit_is_lost(scenario):
+    s = scenario(tools=["core_memory_append"])
+
+    def script(body, n):
+        last = body["messages"][-1]
+        if last["role"] == "tool":
+            return Reply(text="Saved.", first_token_delay_s=0.3)
+        return Reply(text="", tool_calls=[("core_memory_append", json.dumps(
+            {"label": "human", "content": f"note: {last['content']}"}))])
+
+    s.model.script = script
+    batch, items, _ = s.run(*({"input": f"fact {i}"} for i in range(6)))
+    assert batch.status == "completed" and {item["stop_reason"] for item in items} == {"end_turn"}
+    assert s.model.max_open_streams >= 2  # they really ran at the same time
+    value = s.client.agents.retrieve(s.agent.id).memory.blocks[0].value
+    assert sorted(value.split("\n")[1:]) == [f"note: fact {i}" for i in range(6)]

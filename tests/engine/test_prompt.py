@@ -48,3 +48,19 @@ def test_given_calls_awaiting_approval_then_they_join_the_assistant_turn_that_ma
 
 def test_given_system_input_then_it_becomes_a_labelled_user_turn():
     assert to_chat([_msg("system", "be brief")])[0].text == "[system message] be brief"
+
+
+def test_given_another_runs_messages_between_a_call_and_its_result_then_the_result_follows_its_call():
+    history = [_msg("user", "A?"), _msg("assistant", "", tool_calls=[_call("a1")]),
+               _msg("user", "B?"), _msg("assistant", "B!"),  # another request, committed meanwhile
+               _result("a1", "late result")]
+    chat = to_chat(history)
+    assert [(m.role, m.text, m.tool_call_id) for m in chat] == [
+        ("user", "A?", None), ("assistant", "", None), ("tool", "late result", "a1"),
+        ("user", "B?", None), ("assistant", "B!", None)]
+
+
+def test_given_a_call_whose_result_was_never_recorded_then_an_error_result_stands_in_for_it():
+    chat = to_chat([_msg("user", "hi"), _msg("assistant", "", tool_calls=[_call("x1")]), _msg("user", "next")])
+    assert (chat[2].role, chat[2].tool_call_id, chat[2].is_error) == ("tool", "x1", True)
+    assert chat[3].text == "next"
