@@ -43,11 +43,10 @@ def send_callback(batch_id: str) -> None:
     batch = store.batches.get(batch_id)
     if batch is None or batch["callback_url"] is None:
         return
-    lock = f"{keys.batch(batch_id)}:callback_lock"
-    if not store.client.set(lock, 1, nx=True, ex=int(settings.callback_timeout_s) + 10):
+    if not store.batches.lock_callback(batch_id, ttl_s=settings.callback_timeout_s + 10):
         return  # another delivery is under way; if it fails, its own message is retried
     try:
-        if store.client.hget(keys.batch(batch_id), "callback_delivered") == "1":
+        if store.batches.fields(batch_id, "callback_delivered") == ["1"]:
             return
         with httpx.Client(timeout=settings.callback_timeout_s) as client:
             result = deliver(batch["callback_url"], payload(batch), webhook_id=f"msg_{batch_id}",
@@ -56,7 +55,7 @@ def send_callback(batch_id: str) -> None:
         store.batches.record_callback_attempt(batch_id, sent_us=result.sent_us, status_code=result.status_code,
                                               error=result.error, delivered=result.delivered)
     finally:
-        store.client.delete(lock)
+        store.batches.unlock_callback(batch_id)
     if not result.delivered:
         logger.warning("Callback of batch %s failed: %s", batch_id, result.error)
         raise CallbackFailed(result.error)

@@ -11,7 +11,6 @@ import dramatiq
 
 from actors.broker import settings
 from actors.runtime import current_runtime
-from app.store import keys
 from app.store.batches import TERMINAL_STATUSES
 from app.tasks import (
     BATCHES_QUEUE,
@@ -49,12 +48,12 @@ def start_batch(batch_id: str) -> None:
     if not fields.get("expiry_scheduled"):
         delay_ms = max(0, int(fields["expires_us"]) // 1000 - int(store.client.time()[0]) * 1000)
         _tasks().send(EXPIRE_BATCH, batch_id, delay_ms=delay_ms)
-        store.client.hset(keys.batch(batch_id), "expiry_scheduled", 1)
+        store.batches.set_fields(batch_id, expiry_scheduled=1)
     while chunk_start < total:
         stop = min(chunk_start + chunk, total) - 1
         _tasks().send(RUN_CHUNK, batch_id, chunk_start, stop)
         chunk_start = stop + 1
-        store.client.hset(keys.batch(batch_id), "fanout_next", chunk_start)
+        store.batches.set_fields(batch_id, fanout_next=chunk_start)
 
 
 @dramatiq.actor(actor_name=RUN_CHUNK, queue_name=ITEMS_QUEUE, max_retries=20, min_backoff=1000,
@@ -72,7 +71,7 @@ def finalize_batch(batch_id: str) -> None:
         logger.info("Batch %s %s", batch_id, status)
     if result not in ("finalized", "terminal"):
         return
-    callback_url, delivered = store.client.hmget(keys.batch(batch_id), ["callback_url", "callback_delivered"])
+    callback_url, delivered = store.batches.fields(batch_id, "callback_url", "callback_delivered")
     # Two finalizes can run for one batch (the last commit's and a chunk's check): the flag is
     # taken atomically so that only one queues the callback.
     if callback_url and delivered != "1" and store.batches.claim_callback(batch_id):

@@ -99,7 +99,7 @@ class WorkerRuntime:
     # -- chunks and items ------------------------------------------------------------------
 
     async def run_chunk(self, batch_id: str, start: int, stop: int) -> None:
-        if not self.store.client.exists(keys.batch(batch_id)):
+        if self.store.batches.fields(batch_id, "status") == [None]:
             return  # discarded before it started
         # Even in a stopped batch every item is claimed: the claim settles unstarted items and
         # hands over items a dead worker left running, which nothing else would end.
@@ -181,15 +181,15 @@ class WorkerRuntime:
     def finalize_if_settled(self, batch_id: str) -> None:
         """Enqueue finalize when every item has ended but the batch was not finalized or its
         callback not queued (the commit that ended the last item may have died before it could)."""
-        status, pending, running, callback_url, queued = self.store.client.hmget(
-            keys.batch(batch_id), ["status", "pending", "running", "callback_url", "callback_queued"])
+        status, pending, running, callback_url, queued = self.store.batches.fields(
+            batch_id, "status", "pending", "running", "callback_url", "callback_queued")
         if status is None or int(pending or 0) + int(running or 0) > 0:
             return
         if status not in TERMINAL_STATUSES or (callback_url and not queued):
             self.tasks.send(FINALIZE_BATCH, batch_id)
 
     def _batch_status(self, batch_id: str) -> str:
-        status = self.store.client.hget(keys.batch(batch_id), "status")
+        [status] = self.store.batches.fields(batch_id, "status")
         return status if status in STOPPED_STATUSES else "cancelled"
 
     # -- stop signals and leases -----------------------------------------------------------
@@ -224,10 +224,7 @@ class WorkerRuntime:
             if not batch_ids:
                 continue
             with contextlib.suppress(redis.RedisError):
-                with self.store.client.pipeline(transaction=False) as pipe:
-                    for batch_id in batch_ids:
-                        pipe.hget(keys.batch(batch_id), "status")
-                    statuses = pipe.execute()
+                statuses = self.store.batches.statuses(batch_ids)
                 for batch_id, status in zip(batch_ids, statuses, strict=True):
                     if status in STOPPED_STATUSES:
                         self.stop_batch_locally(batch_id)

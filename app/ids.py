@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import UTC, datetime
 
 #: The id of the (single) tenant until authentication lands; Letta's default user id shape.
 DEFAULT_USER_ID = "user-00000000-0000-4000-8000-000000000000"
 
-_ID_RE = re.compile(r"^(?P<prefix>[a-z_]+)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-
 
 def new_id(prefix: str) -> str:
     """`<prefix>-<uuid4>`, e.g. `job-...`, `agent-...`, `message-...`, `batch_item-...`."""
     return f"{prefix}-{uuid.uuid4()}"
-
-
-def is_id(value: str, prefix: str) -> bool:
-    match = _ID_RE.match(value)
-    return bool(match) and match.group("prefix") == prefix
 
 
 def iso_from_ns(ns: int | None) -> str | None:

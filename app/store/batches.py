@@ -112,6 +112,20 @@ class BatchStore:
     def raw(self, batch_id: str) -> dict[str, str]:
         return self.client.hgetall(keys.batch(batch_id))
 
+    def fields(self, batch_id: str, *names: str) -> list[str | None]:
+        """Some fields of the stored batch hash (None where unset, or for a missing batch)."""
+        return self.client.hmget(keys.batch(batch_id), list(names))
+
+    def set_fields(self, batch_id: str, **values: str | int) -> None:
+        self.client.hset(keys.batch(batch_id), mapping=values)
+
+    def statuses(self, batch_ids: list[str]) -> list[str | None]:
+        """The status of each batch, in one round trip."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for batch_id in batch_ids:
+                pipe.hget(keys.batch(batch_id), "status")
+            return pipe.execute()
+
     def list(self, *, after: str | None, before: str | None, limit: int, order: Order) -> list[dict[str, Any]]:
         ids = page(self.client, keys.BATCHES, after=after, before=before, limit=limit, order=order)
         with self.client.pipeline(transaction=False) as pipe:
@@ -162,6 +176,13 @@ class BatchStore:
 
     def unclaim_callback(self, batch_id: str) -> None:
         self.client.hdel(keys.batch(batch_id), "callback_queued")
+
+    def lock_callback(self, batch_id: str, *, ttl_s: float) -> bool:
+        """Taken by the one delivery under way; it expires should its holder die."""
+        return bool(self.client.set(f"{keys.batch(batch_id)}:callback_lock", 1, nx=True, ex=max(1, int(ttl_s))))
+
+    def unlock_callback(self, batch_id: str) -> None:
+        self.client.delete(f"{keys.batch(batch_id)}:callback_lock")
 
 
 def _int(fields: dict[str, str], name: str) -> int | None:
