@@ -7,7 +7,7 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AsyncIO
 
-from actors.runtime import ItemRuntime
+from actors.middleware import RuntimeMiddleware
 from app.embedded_redis import ensure_embedded_redis
 from app.settings import Settings
 
@@ -23,5 +23,5 @@ async_io = AsyncIO()
 broker.add_middleware(async_io)
 # After AsyncIO: "after" hooks run in reverse order, so at shutdown the runtime closes while the
 # event loop still runs.
-broker.add_middleware(ItemRuntime(settings=settings, redis_url=redis_url))
+broker.add_middleware(RuntimeMiddleware(settings=settings, redis_url=redis_url))
 dramatiq.set_broker(broker)

@@ -12,7 +12,7 @@ import httpx
 from actors.broker import settings
 from actors.runtime import current_runtime
 from app.callbacks import deliver, new_secret, payload
-from app.store import Store, keys
+from app.store import Store
 from app.tasks import CALLBACKS_QUEUE, SEND_CALLBACK
 
 logger = logging.getLogger(__name__)
@@ -22,16 +22,16 @@ CALLBACK_MIN_BACKOFF_MS = 1000
 CALLBACK_MAX_BACKOFF_MS = 300_000
 
 
-class CallbackFailed(Exception):
-    """One delivery attempt failed; Dramatiq retries the actor."""
+class CallbackFailed(dramatiq.Retry):
+    """One delivery attempt failed; Dramatiq retries the actor with backoff (a Retry: an
+    expected outcome, logged as one line rather than a traceback)."""
 
 
 def webhook_secret(store: Store) -> str:
     """BATCHLINE_WEBHOOK_SECRET, else one generated once per installation and kept in Redis."""
     if settings.webhook_secret is not None:
         return settings.webhook_secret.get_secret_value()
-    store.client.set(keys.WEBHOOK_SECRET, new_secret(), nx=True)
-    return store.client.get(keys.WEBHOOK_SECRET)
+    return store.secrets.webhook_secret(generate=new_secret)
 
 
 @dramatiq.actor(actor_name=SEND_CALLBACK, queue_name=CALLBACKS_QUEUE,
@@ -46,7 +46,7 @@ def send_callback(batch_id: str) -> None:
     if not store.batches.lock_callback(batch_id, ttl_s=settings.callback_timeout_s + 10):
         return  # another delivery is under way; if it fails, its own message is retried
     try:
-        if store.batches.fields(batch_id, "callback_delivered") == ["1"]:
+        if not store.batches.callback_owed(batch_id):
             return
         with httpx.Client(timeout=settings.callback_timeout_s) as client:
             result = deliver(batch["callback_url"], payload(batch), webhook_id=f"msg_{batch_id}",

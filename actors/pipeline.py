@@ -11,7 +11,6 @@ import dramatiq
 
 from actors.broker import settings
 from actors.runtime import current_runtime
-from app.store.batches import TERMINAL_STATUSES
 from app.tasks import (
     BATCHES_QUEUE,
     EXPIRE_BATCH,
@@ -22,6 +21,7 @@ from app.tasks import (
     START_BATCH,
     TaskQueue,
 )
+from app.vocabulary import BatchStatus
 
 logger = logging.getLogger(__name__)
 
@@ -39,21 +39,19 @@ def _tasks() -> TaskQueue:
 @dramatiq.actor(actor_name=START_BATCH, queue_name=BATCHES_QUEUE, **CONTROL_OPTIONS)
 def start_batch(batch_id: str) -> None:
     """Enqueue one run_chunk message per chunk of items, resuming where a crashed run stopped."""
-    store = current_runtime().store
-    fields = store.batches.raw(batch_id)
-    if not fields or fields["status"] in TERMINAL_STATUSES:
+    batches = current_runtime().store.batches
+    fanout = batches.fanout(batch_id)
+    if fanout is None:
         return
-    total, chunk = int(fields["total"]), settings.chunk_size
-    chunk_start = int(fields.get("fanout_next") or 0)
-    if not fields.get("expiry_scheduled"):
-        delay_ms = max(0, int(fields["expires_us"]) // 1000 - int(store.client.time()[0]) * 1000)
-        _tasks().send(EXPIRE_BATCH, batch_id, delay_ms=delay_ms)
-        store.batches.set_fields(batch_id, expiry_scheduled=1)
-    while chunk_start < total:
-        stop = min(chunk_start + chunk, total) - 1
+    if fanout.expires_in_ms is not None:
+        _tasks().send(EXPIRE_BATCH, batch_id, delay_ms=fanout.expires_in_ms)
+        batches.mark_expiry_scheduled(batch_id)
+    chunk_start = fanout.next_start
+    while chunk_start < fanout.total:
+        stop = min(chunk_start + settings.chunk_size, fanout.total) - 1
         _tasks().send(RUN_CHUNK, batch_id, chunk_start, stop)
         chunk_start = stop + 1
-        store.batches.set_fields(batch_id, fanout_next=chunk_start)
+        batches.advance_fanout(batch_id, next_start=chunk_start)
 
 
 @dramatiq.actor(actor_name=RUN_CHUNK, queue_name=ITEMS_QUEUE, max_retries=20, min_backoff=1000,
@@ -65,27 +63,28 @@ async def run_chunk(batch_id: str, start: int, stop: int) -> None:
 @dramatiq.actor(actor_name=FINALIZE_BATCH, queue_name=BATCHES_QUEUE, **CONTROL_OPTIONS)
 def finalize_batch(batch_id: str) -> None:
     """Set the terminal status once every item ended; then queue the callback (once)."""
-    store = current_runtime().store
-    result, status = store.batches.finalize(batch_id)
+    batches = current_runtime().store.batches
+    result, status = batches.finalize(batch_id)
     if result == "finalized":
-        logger.info("Batch %s %s", batch_id, status)
+        counts = (batches.get(batch_id) or {}).get("request_counts", {})
+        logger.info("Batch %s %s: %s", batch_id, status,
+                    ", ".join(f"{count} {name}" for name, count in counts.items() if count and name != "total"))
     if result not in ("finalized", "terminal"):
         return
-    callback_url, delivered = store.batches.fields(batch_id, "callback_url", "callback_delivered")
     # Two finalizes can run for one batch (the last commit's and a chunk's check): the flag is
     # taken atomically so that only one queues the callback.
-    if callback_url and delivered != "1" and store.batches.claim_callback(batch_id):
+    if batches.callback_owed(batch_id) and batches.claim_callback(batch_id):
         try:
             _tasks().send(SEND_CALLBACK, batch_id)
         except Exception:
-            store.batches.unclaim_callback(batch_id)
+            batches.unclaim_callback(batch_id)
             raise
 
 
 @dramatiq.actor(actor_name=EXPIRE_BATCH, queue_name=BATCHES_QUEUE, **CONTROL_OPTIONS)
 def expire_batch(batch_id: str) -> None:
     """The completion window passed: unfinished items expire, running streams are closed."""
-    stopped = current_runtime().store.batches.stop(batch_id, status="expired")
+    stopped = current_runtime().store.batches.stop(batch_id, status=BatchStatus.EXPIRED)
     if stopped.result == "stopped":
         logger.info("Batch %s expired with %d items still running", batch_id, stopped.running)
     if stopped.needs_finalize:

@@ -72,8 +72,18 @@ class Settings(BaseSettings):
     #: At most just under 7 days: the expiry is a delayed Dramatiq message, which the Redis
     #: broker refuses beyond that.
     completion_window_s: float = Field(DEFAULT_COMPLETION_WINDOW_S, gt=0, le=MAX_COMPLETION_WINDOW_S)
-    #: Agent history sent to the model is cut to this many most recent messages.
-    history_max_messages: int = 200
+    #: Agent history sent to the model is cut to this many most recent messages, and to a byte
+    #: budget: the agent's context window (about 4 bytes a token) less its system prompt and the
+    #: request's input, and at most `history_max_bytes`. A message larger than that is never
+    #: loaded; the model reads a notice in its place.
+    history_max_messages: int = Field(200, ge=0)
+    history_max_bytes: int = Field(2 * 1024 * 1024, ge=0)
+    #: A worker process close to this resident memory starts no new items until running ones
+    #: end (one at a time still runs, so nothing waits forever).
+    worker_memory_budget_mb: int = Field(2048, ge=64)
+    #: How often a worker re-reads the status of the batches it runs, in case a stop published
+    #: on Redis pub/sub was missed (a reconnect).
+    stop_poll_s: float = Field(2.0, gt=0)
 
     webhook_secret: SecretStr | None = None
     callback_timeout_s: float = 10.0

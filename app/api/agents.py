@@ -11,10 +11,8 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 
 from app.api.errors import ApiError, not_found
-from app.engine.approvals import approval_conflict
-from app.engine.commit import commit_run
 from app.engine.letta_view import ViewOptions, to_letta_messages
-from app.engine.run import RunFactory
+from app.engine.runner import ApprovalConflict, RequestRunner
 from app.providers import ProviderRegistry, make_http_client
 from app.schemas.agents import AgentListQuery, AgentState, CreateAgent
 from app.schemas.batches import LettaRequest
@@ -76,19 +74,16 @@ def send_message(path: AgentPath, body: LettaRequest) -> Any:
 
     async def run() -> Any:
         async with make_http_client(svc.settings) as client:
-            factory = RunFactory(settings=svc.settings, store=svc.store,
-                                 providers=ProviderRegistry(settings=svc.settings, client=client))
-            agent_run = factory.new(agent, body)
-            if conflict := approval_conflict(agent_run.history, body.resumption):
-                raise ApiError(409, conflict)
-            inputs = len(agent_run.messages)
-            await agent_run.execute(timeout_s=svc.settings.item_timeout_s)
-            return agent_run, inputs
+            runner = RequestRunner(settings=svc.settings, store=svc.store,
+                                   providers=ProviderRegistry(settings=svc.settings, client=client))
+            return await runner.run(agent, body)
 
-    agent_run, inputs = asyncio.run(run())
-    record = agent_run.record()
-    commit_run(svc.store, agent_id=agent["id"], record=record)
-    produced = record.messages[inputs:]
+    try:
+        finished = asyncio.run(run())
+    except ApprovalConflict as exc:
+        raise ApiError(409, str(exc)) from None
+    record = finished.record
+    produced = record.messages[finished.inputs:]
     letta = to_letta_messages(produced, ViewOptions(
         use_assistant_message=body.use_assistant_message,
         assistant_message_tool_name=body.assistant_message_tool_name,

@@ -3,6 +3,7 @@ per-request view."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Response, jsonify, request
@@ -22,6 +23,9 @@ from app.schemas.common import Error, PageQuery
 from app.schemas.messages import BatchMessages
 from app.services import services
 from app.tasks import FINALIZE_BATCH, START_BATCH
+from app.vocabulary import BatchStatus
+
+logger = logging.getLogger(__name__)
 
 batches = APIBlueprint("batches", __name__, url_prefix="/v1/messages/batches",
                        abp_tags=[Tag(name="batches")], abp_responses={"422": Error, "503": Error})
@@ -54,7 +58,7 @@ def create_batch(body: CreateBatch) -> Any:
         except Exception:
             svc.store.batches.discard(batch_id, idempotency_key=key)
             raise
-        svc.store.batches.advance(batch_id, from_status="created", to_status="pending")
+        logger.info("Batch %s created with %d requests", batch_id, len(body.requests))
     batch = svc.store.batches.get(batch_id)
     if batch is None:
         raise ApiError(409, "A batch with this Idempotency-Key is still being created; retry shortly.")
@@ -81,9 +85,11 @@ def cancel_batch(path: BatchPath) -> Any:
     Answers `null`, also when the batch was already cancelled; 409 when it already ended otherwise.
     """
     svc = services()
-    stopped = svc.store.batches.stop(path.batch_id, status="cancelled")
+    stopped = svc.store.batches.stop(path.batch_id, status=BatchStatus.CANCELLED)
     if stopped.result == "missing":
         raise not_found("Batch", path.batch_id)
+    if stopped.result == "stopped":
+        logger.info("Batch %s cancelled with %d requests still running", path.batch_id, stopped.running)
     if stopped.needs_finalize:
         svc.tasks.send(FINALIZE_BATCH, path.batch_id)
     if stopped.result == "conflict":

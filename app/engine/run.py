@@ -10,17 +10,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from app.engine.approvals import (
-    DENIAL_TEMPLATE,
-    approval_conflict,
-    decisions_for,
-    pending_approval,
-    pending_calls,
-)
+from app.engine.approvals import DENIAL_TEMPLATE, decisions_for, pending_approval, pending_calls
 from app.engine.messages import (
     approval_request_message,
     approval_response_message,
-    input_messages,
     new_message,
     tool_call_dicts,
     tool_return_message,
@@ -35,14 +28,10 @@ from app.providers.base import InvalidResponseError, ModelRequest, ModelResponse
 from app.providers.retry import RetryPolicy, stream_with_retries
 from app.schemas.batches import LettaRequest
 from app.schemas.messages import ToolReturnItem
-from app.settings import Settings
-from app.store import Store
 from app.store.runs import RunRecord
+from app.vocabulary import SUCCESS_STOP_REASONS, ItemStatus, StopReason
 
 logger = logging.getLogger(__name__)
-
-#: stop_reasons of a run that ended as designed; any other ends it as `errored`.
-SUCCESS_STOP_REASONS = frozenset({"end_turn", "max_steps", "tool_rule", "requires_approval"})
 
 
 class RunStopped(Exception):
@@ -56,25 +45,28 @@ class AgentRun:
     """Runs `request` through `agent`; `execute()` fills the run's messages and stop_reason.
 
     Messages of completed steps are kept on the instance, so a run cancelled mid-stream can
-    still be recorded (its unfinished step is dropped).
+    still be recorded (its unfinished step is dropped). `inputs` are the request's input as stored
+    messages; the caller has checked that the request fits the agent's state (RequestRunner).
     """
 
     def __init__(self, *, agent: dict[str, Any], request: LettaRequest, history: list[dict[str, Any]],
-                 providers: ProviderRegistry, retry: RetryPolicy, max_steps_default: int,
-                 batch_item_id: str | None = None, started_ns: int | None = None,
+                 inputs: list[dict[str, Any]], providers: ProviderRegistry, retry: RetryPolicy,
+                 max_steps_default: int, batch_item_id: str | None = None, started_ns: int | None = None,
                  clock: Callable[[], int] = time.monotonic_ns) -> None:
         self.agent = agent
         self.request = request
         self.history = history
         self.providers = providers
         self.retry = retry
-        self.max_steps = request.max_steps or max_steps_default
+        # 0 or less is allowed (as on Letta): the run ends with max_steps before any model call.
+        self.max_steps = max_steps_default if request.max_steps is None else request.max_steps
         self.batch_item_id = batch_item_id
         self.clock = clock
         #: When the item started (its claim), on `clock`: ttft and duration count from here.
         self.started_ns = clock() if started_ns is None else started_ns
         self.first_token_ns: int | None = None
-        self.messages = input_messages(request, agent_id=agent["id"], batch_item_id=batch_item_id)
+        self.messages = list(inputs)
+        self.input_count = len(inputs)
         self.tools = ToolContext(blocks={block["label"]: block for block in agent.get("blocks", [])},
                                  messages=[], changed_blocks=set())
         self.block_versions = {label: block.get("version", 0) for label, block in self.tools.blocks.items()}
@@ -96,20 +88,18 @@ class AgentRun:
         except RunStopped as stop:
             self.stop_reason, self.error = stop.stop_reason, stop.error
         except ProviderError as exc:
-            self.stop_reason, self.error = "llm_api_error", str(exc)
+            self.stop_reason, self.error = StopReason.LLM_API_ERROR, str(exc)
         except InvalidResponseError as exc:
-            self.stop_reason, self.error = "invalid_llm_response", str(exc)
+            self.stop_reason, self.error = StopReason.INVALID_LLM_RESPONSE, str(exc)
         except TimeoutError:
-            self.stop_reason, self.error = "error", f"The run took longer than {timeout_s:g} s and was stopped."
+            self.stop_reason = StopReason.ERROR
+            self.error = f"The run took longer than {timeout_s:g} s and was stopped."
         except Exception as exc:
             logger.exception("Run of agent %s failed", self.agent["id"])
-            self.stop_reason, self.error = "error", f"Internal error: {type(exc).__name__}: {exc}"
+            self.stop_reason, self.error = StopReason.ERROR, f"Internal error: {type(exc).__name__}: {exc}"
 
     async def _steps(self) -> None:
         resumption = self.request.resumption
-        if conflict := approval_conflict(self.history, resumption):
-            self.messages = []  # recording the input would split a tool call from its result
-            raise RunStopped("error", conflict)
         if resumption is not None and self._resume(pending_approval(self.history), resumption):
             return
         for _step in range(self.max_steps):
@@ -117,7 +107,7 @@ class AgentRun:
             response = await self._call_model(offered)
             if self._handle_response(response, offered):
                 return
-        raise RunStopped("max_steps")
+        raise RunStopped(StopReason.MAX_STEPS)
 
     def _handle_response(self, response: ModelResponse, offered: list[str]) -> bool:
         """Record one model answer and act on its tool calls; True when the run ends here."""
@@ -126,11 +116,11 @@ class AgentRun:
         if not calls:
             self._record_assistant(response, [], step_id)
             if why := self.rules.tool_required():
-                raise RunStopped("no_tool_call", f"The model answered without a tool call, but {why}.")
+                raise RunStopped(StopReason.NO_TOOL_CALL, f"The model answered without a tool call, but {why}.")
             if missing := self.rules.missing_before_exit():
-                raise RunStopped("no_tool_call", f"The model ended its turn without calling {missing}, which the "
-                                                 "agent's required_before_exit rule demands.")
-            self.stop_reason = "end_turn"
+                raise RunStopped(StopReason.NO_TOOL_CALL, f"The model ended its turn without calling {missing}, "
+                                                          "which the agent's required_before_exit rule demands.")
+            self.stop_reason = StopReason.END_TURN
             return True
         problems = {call.id: why for call in calls if (why := self._invalid(call, offered))}
         if problems:
@@ -139,7 +129,7 @@ class AgentRun:
                 reason = problems.get(call.id, "another tool call of the same step was invalid")
                 self._append(tool_return_message(call, f"Error: not executed: {reason}.", is_error=True,
                                                  **self._ids(step_id)))
-            raise RunStopped("invalid_tool_call", "; ".join(problems.values()))
+            raise RunStopped(StopReason.INVALID_TOOL_CALL, "; ".join(problems.values()))
         waiting = [call for call in calls if call.name in self.client_tools or self.rules.needs_approval(call.name)]
         now = [call for call in calls if call not in waiting]
         self._record_assistant(response, now, step_id)
@@ -147,7 +137,7 @@ class AgentRun:
             self._run_tool(call, step_id)
         if waiting:
             self._append(approval_request_message(waiting, **self._ids(step_id)))
-            self.stop_reason = "requires_approval"
+            self.stop_reason = StopReason.REQUIRES_APPROVAL
             return True
         return self._ends_after(now)
 
@@ -155,10 +145,10 @@ class AgentRun:
         if self.rules.missing_before_exit():
             return False
         if any(self.rules.is_terminal(call.name) for call in executed):
-            self.stop_reason = "tool_rule"
+            self.stop_reason = StopReason.TOOL_RULE
             return True
         if any(call.name == SEND_MESSAGE_NAME for call in executed):
-            self.stop_reason = "end_turn"  # the agent replied through its message tool
+            self.stop_reason = StopReason.END_TURN  # the agent replied through its message tool
             return True
         return False
 
@@ -267,7 +257,7 @@ class AgentRun:
         """What to store of this run; outcome and stop_reason default to how the run ended."""
         stop_reason = stop_reason or self.stop_reason
         if outcome is None:
-            outcome = "succeeded" if stop_reason in SUCCESS_STOP_REASONS else "errored"
+            outcome = ItemStatus.SUCCEEDED if stop_reason in SUCCESS_STOP_REASONS else ItemStatus.ERRORED
         return RunRecord(
             outcome=outcome, stop_reason=stop_reason, messages=self.messages,
             blocks=[self.tools.blocks[label] | {"base_version": self.block_versions.get(label, 0)}
@@ -276,21 +266,3 @@ class AgentRun:
             ttft_ns=None if self.first_token_ns is None else self.first_token_ns - self.started_ns,
             total_duration_ns=self.clock() - self.started_ns, error=error or self.error,
         )
-
-
-class RunFactory:
-    """Builds runs with the agent's recent history, the same way in the web and the worker."""
-
-    def __init__(self, *, settings: Settings, store: Store, providers: ProviderRegistry) -> None:
-        self.settings = settings
-        self.store = store
-        self.providers = providers
-        self.retry = RetryPolicy.from_settings(settings)
-
-    def new(self, agent: dict[str, Any], request: LettaRequest, *, batch_item_id: str | None = None,
-            started_ns: int | None = None) -> AgentRun:
-        history = self.store.messages.recent_for_agent(agent["id"], limit=self.settings.history_max_messages)
-        return AgentRun(agent=agent, request=request, history=history, providers=self.providers, retry=self.retry,
-                        max_steps_default=self.settings.max_steps_default, batch_item_id=batch_item_id,
-                        started_ns=started_ns)
-

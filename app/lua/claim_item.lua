@@ -33,7 +33,4 @@ end
 redis.call('HSET', KEYS[1], 'status', 'running', 'lease_owner', ARGV[1],
   'lease_until_us', string.format('%.0f', now_us + tonumber(ARGV[2])), 'started_us', now_s)
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-if bstatus == 'created' or bstatus == 'pending' then
-  redis.call('HSET', KEYS[2], 'status', 'running', 'updated_us', now_s)
-end
 return {'run', now_s}

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from app.schemas.common import Lenient, PageQuery
 from app.schemas.messages import ApprovalCreate, ContentPart, MessageCreate, RequestMessage, ToolReturnCreate
+from app.vocabulary import BatchStatus, ItemStatus
 
 MAX_REQUESTS_PER_BATCH = 100_000
 MAX_STEPS_CEILING = 1000
@@ -116,7 +117,7 @@ class BatchJob(BaseModel):
     job_type: Literal["batch"] = "batch"
     last_updated_by_id: str
     metadata: dict[str, Any]
-    status: Literal["created", "pending", "running", "completed", "failed", "cancelled", "expired"]
+    status: BatchStatus
     stop_reason: str | None
     total_duration_ns: int | None
     ttft_ns: int | None
@@ -129,7 +130,7 @@ class BatchItem(BaseModel):
     batch_id: str
     agent_id: str
     index: int
-    status: Literal["pending", "running", "succeeded", "errored", "cancelled", "expired"]
+    status: ItemStatus
     stop_reason: str | None
     ttft_ns: int | None
     total_duration_ns: int | None

@@ -13,6 +13,7 @@ from app.store.batches import BatchStore
 from app.store.messages import MessageStore
 from app.store.runs import RunStore
 from app.store.scripts import Scripts
+from app.store.secrets import SecretStore
 
 
 def connect(url: str) -> redis.Redis:
@@ -29,6 +30,7 @@ class Store:
         self.messages = MessageStore(client=client)
         self.batches = BatchStore(client=client, scripts=scripts)
         self.runs = RunStore(client=client, scripts=scripts)
+        self.secrets = SecretStore(client=client)
 
 
-__all__ = ["AgentStore", "BatchStore", "MessageStore", "RunStore", "Store", "connect"]
+__all__ = ["AgentStore", "BatchStore", "MessageStore", "RunStore", "SecretStore", "Store", "connect"]

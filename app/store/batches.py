@@ -14,10 +14,15 @@ from app.schemas.batches import LettaBatchRequest
 from app.store import keys
 from app.store.pagination import Order, page
 from app.store.scripts import Scripts
+from app.vocabulary import (
+    REQUEST_COUNTERS,
+    STOPPED_BATCH_STATUSES,
+    TERMINAL_BATCH_STATUSES,
+    BatchStatus,
+    ItemStatus,
+    stop_reason_for_stop,
+)
 
-TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "expired"})
-STOPPED_STATUSES = frozenset({"cancelled", "expired"})
-COUNTERS = ("total", "pending", "running", "succeeded", "errored", "cancelled", "expired")
 #: How long an Idempotency-Key keeps answering with the batch it created.
 IDEMPOTENCY_TTL_S = 24 * 3600
 
@@ -36,6 +41,18 @@ class StopResult:
     @property
     def needs_finalize(self) -> bool:
         return self.result in ("already", "settled") or (self.result == "stopped" and self.running == 0)
+
+
+@dataclass(frozen=True)
+class Fanout:
+    """Where a batch's fan-out into chunk messages stands."""
+
+    total: int
+    #: Position of the first item not yet enqueued in a chunk.
+    next_start: int
+    #: Milliseconds until the completion window ends (Redis clock), or None when its expiry
+    #: is already scheduled.
+    expires_in_ms: int | None
 
 
 class BatchStore:
@@ -70,13 +87,13 @@ class BatchStore:
         agent_ids = {request.agent_id for request in requests}
         seq = self.client.incr(keys.SEQ)
         fields = {
-            "id": batch_id, "status": "created", "created_us": created_us, "updated_us": created_us,
+            "id": batch_id, "status": BatchStatus.RUNNING, "created_us": created_us, "updated_us": created_us,
             "agent_id": next(iter(agent_ids)) if len(agent_ids) == 1 else "",
             "callback_url": callback_url or "",
             "metadata": json.dumps({"job_type": "batch_messages", **(metadata or {})}),
             "expires_us": created_us + int(completion_window_s * 1_000_000),
             "created_by_id": DEFAULT_USER_ID,
-            **{counter: 0 for counter in COUNTERS},
+            **{counter: 0 for counter in REQUEST_COUNTERS},
         }
         fields["total"] = fields["pending"] = len(requests)
         item_ids = [new_id("batch_item") for _ in requests]
@@ -85,7 +102,7 @@ class BatchStore:
             for index, (item_id, request) in enumerate(zip(item_ids, requests, strict=True)):
                 pipe.hset(keys.item(item_id), mapping={
                     "id": item_id, "batch_id": batch_id, "agent_id": request.agent_id, "idx": index,
-                    "status": "pending", "request": request.model_dump_json(exclude_none=True),
+                    "status": ItemStatus.PENDING, "request": request.model_dump_json(exclude_none=True),
                 })
             pipe.zadd(keys.batch_items(batch_id), {item_id: index for index, item_id in enumerate(item_ids)})
             pipe.zadd(keys.BATCHES, {batch_id: seq})
@@ -102,22 +119,52 @@ class BatchStore:
                 pipe.delete(keys.idempotency(idempotency_key))
             pipe.execute()
 
-    def advance(self, batch_id: str, *, from_status: str, to_status: str) -> bool:
-        return bool(self.scripts.advance_status(keys=[keys.batch(batch_id)], args=[from_status, to_status]))
-
     def get(self, batch_id: str) -> dict[str, Any] | None:
         fields = self.client.hgetall(keys.batch(batch_id))
         return batch_job(fields) if fields else None
 
-    def raw(self, batch_id: str) -> dict[str, str]:
-        return self.client.hgetall(keys.batch(batch_id))
+    def status(self, batch_id: str) -> str | None:
+        """The batch's status; None for a batch that does not exist (or was discarded)."""
+        return self.client.hget(keys.batch(batch_id), "status")
 
-    def fields(self, batch_id: str, *names: str) -> list[str | None]:
-        """Some fields of the stored batch hash (None where unset, or for a missing batch)."""
-        return self.client.hmget(keys.batch(batch_id), list(names))
+    def fanout(self, batch_id: str) -> Fanout | None:
+        """The fan-out state of a batch still running; None once it ended or if it is gone."""
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.batch(batch_id), ["status", "total", "fanout_next", "expiry_scheduled", "expires_us"])
+            pipe.time()
+            (status, total, next_start, scheduled, expires_us), (seconds, micros) = pipe.execute()
+        if status is None or status in TERMINAL_BATCH_STATUSES:
+            return None
+        now_ms = seconds * 1000 + micros // 1000
+        return Fanout(total=int(total), next_start=int(next_start or 0),
+                      expires_in_ms=None if scheduled else max(0, int(expires_us) // 1000 - now_ms))
 
-    def set_fields(self, batch_id: str, **values: str | int) -> None:
-        self.client.hset(keys.batch(batch_id), mapping=values)
+    def advance_fanout(self, batch_id: str, *, next_start: int) -> None:
+        """Record that the items before `next_start` are enqueued in chunks."""
+        self.client.hset(keys.batch(batch_id), "fanout_next", next_start)
+
+    def mark_expiry_scheduled(self, batch_id: str) -> None:
+        self.client.hset(keys.batch(batch_id), "expiry_scheduled", 1)
+
+    def needs_finalize(self, batch_id: str) -> bool:
+        """Every item ended, but the batch is not terminal yet or its callback was never queued
+        (the commit that ended the last item may have died before it could ask)."""
+        status, pending, running, callback_url, queued = self.client.hmget(
+            keys.batch(batch_id), ["status", "pending", "running", "callback_url", "callback_queued"])
+        if status is None or int(pending or 0) + int(running or 0) > 0:
+            return False
+        return status not in TERMINAL_BATCH_STATUSES or bool(callback_url and not queued)
+
+    def callback_owed(self, batch_id: str) -> bool:
+        """The batch has a callback URL and no delivery has succeeded yet."""
+        callback_url, delivered = self.client.hmget(keys.batch(batch_id), ["callback_url", "callback_delivered"])
+        return bool(callback_url) and delivered != "1"
+
+    def stop_listener(self) -> redis.client.PubSub:
+        """A subscription to the ids of batches being stopped (cancelled or expired)."""
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(keys.STOP_CHANNEL)
+        return pubsub
 
     def statuses(self, batch_ids: list[str]) -> list[str | None]:
         """The status of each batch, in one round trip."""
@@ -149,7 +196,7 @@ class BatchStore:
     def stop(self, batch_id: str, *, status: str) -> StopResult:
         """Cancel or expire. `needs_finalize` on the result says whether the caller must enqueue
         finalize: nothing running would do it (safe to repeat: finalize is idempotent)."""
-        stop_reason = "cancelled" if status == "cancelled" else ""
+        stop_reason = stop_reason_for_stop(status) or ""
         result, detail = self.scripts.stop_batch(
             keys=[keys.batch(batch_id)], args=[status, stop_reason, keys.STOP_CHANNEL, batch_id])
         if result == "stopped":
@@ -179,10 +226,10 @@ class BatchStore:
 
     def lock_callback(self, batch_id: str, *, ttl_s: float) -> bool:
         """Taken by the one delivery under way; it expires should its holder die."""
-        return bool(self.client.set(f"{keys.batch(batch_id)}:callback_lock", 1, nx=True, ex=max(1, int(ttl_s))))
+        return bool(self.client.set(keys.callback_lock(batch_id), 1, nx=True, ex=max(1, int(ttl_s))))
 
     def unlock_callback(self, batch_id: str) -> None:
-        self.client.delete(f"{keys.batch(batch_id)}:callback_lock")
+        self.client.delete(keys.callback_lock(batch_id))
 
 
 def _int(fields: dict[str, str], name: str) -> int | None:
@@ -218,13 +265,13 @@ def batch_job(fields: dict[str, str]) -> dict[str, Any]:
         "total_duration_ns": _int(fields, "total_duration_ns"),
         "ttft_ns": None if first_token_us is None else max(0, (first_token_us - created_us) * 1000),
         "updated_at": _iso_us(fields, "updated_us"),
-        "request_counts": {counter: int(fields.get(counter) or 0) for counter in COUNTERS},
+        "request_counts": {counter: int(fields.get(counter) or 0) for counter in REQUEST_COUNTERS},
     }
 
 
 def batch_item(fields: dict[str, str], batch_status: str | None) -> dict[str, Any]:
     status = fields["status"]
-    if status == "pending" and batch_status in STOPPED_STATUSES:
+    if status == ItemStatus.PENDING and batch_status in STOPPED_BATCH_STATUSES:
         # stop_batch counts unstarted items as stopped at once; their hashes catch up when a
         # worker reaches them.
         status = batch_status
@@ -234,7 +281,7 @@ def batch_item(fields: dict[str, str], batch_status: str | None) -> dict[str, An
         "agent_id": fields["agent_id"],
         "index": int(fields["idx"]),
         "status": status,
-        "stop_reason": fields.get("stop_reason") or ("cancelled" if status == "cancelled" else None),
+        "stop_reason": fields.get("stop_reason") or stop_reason_for_stop(status),
         "ttft_ns": _int(fields, "ttft_ns"),
         "total_duration_ns": _int(fields, "total_duration_ns"),
         "error": fields.get("error") or None,

@@ -42,6 +42,10 @@ def batch_agent_messages(batch_id: str, agent_id: str) -> str:
     return f"{PREFIX}batch:{batch_id}:agent:{agent_id}:msgs"
 
 
+def callback_lock(batch_id: str) -> str:
+    return f"{PREFIX}batch:{batch_id}:callback_lock"
+
+
 def item(item_id: str) -> str:
     return f"{PREFIX}item:{item_id}"
 

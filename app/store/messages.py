@@ -17,10 +17,31 @@ class MessageStore:
         self.client = client
 
     def get_many(self, message_ids: list[str]) -> list[dict[str, Any]]:
+        """The messages that exist, in order."""
+        return [message for message in self.get_aligned(message_ids) if message is not None]
+
+    def get_aligned(self, message_ids: list[str]) -> list[dict[str, Any] | None]:
+        """One entry per id, None where the message is missing."""
         if not message_ids:
             return []
         raws = self.client.mget([keys.message(message_id) for message_id in message_ids])
-        return [json.loads(raw) for raw in raws if raw is not None]
+        return [None if raw is None else json.loads(raw) for raw in raws]
+
+    def newer_than(self, agent_id: str, *, after_seq: int, limit: int) -> list[tuple[str, int, int]]:
+        """The agent's latest `limit` messages committed after sequence `after_seq`, oldest first,
+        as (id, sequence, stored size in bytes): sizes come without loading the messages."""
+        if limit <= 0:
+            return []
+        found = self.client.zrevrangebyscore(keys.agent_messages(agent_id), "+inf", f"({after_seq}", start=0,
+                                             num=limit, withscores=True)
+        if not found:
+            return []
+        found.reverse()
+        with self.client.pipeline(transaction=False) as pipe:
+            for message_id, _ in found:
+                pipe.strlen(keys.message(message_id))
+            sizes = pipe.execute()
+        return [(message_id, int(seq), size) for (message_id, seq), size in zip(found, sizes, strict=True)]
 
     def page_for_batch(self, batch_id: str, *, agent_id: str | None, after: str | None, before: str | None,
                        limit: int, order: Order) -> list[dict[str, Any]]:
@@ -43,6 +64,3 @@ class MessageStore:
             for agent_id in agent_ids:
                 pipe.zrange(keys.agent_messages(agent_id), -limit, -1)
             return pipe.execute()
-
-    def recent_for_agent(self, agent_id: str, *, limit: int) -> list[dict[str, Any]]:
-        return self.get_many(self.recent_ids(agent_id, limit=limit))

@@ -21,6 +21,17 @@ class Claim:
     now_us: int
 
 
+@dataclass(frozen=True)
+class StoredItem:
+    """What a worker needs to know of a batch item before it loads its request."""
+
+    id: str
+    batch_id: str
+    agent_id: str
+    #: Size of the stored request body (JSON), in bytes.
+    request_bytes: int
+
+
 @dataclass
 class RunRecord:
     """Everything one run leaves behind."""
@@ -57,8 +68,18 @@ class RunStore:
         self.client = client
         self.scripts = scripts
 
-    def load_item(self, item_id: str) -> dict[str, str]:
-        return self.client.hgetall(keys.item(item_id))
+    def load_item(self, item_id: str) -> StoredItem:
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.item(item_id), ["id", "batch_id", "agent_id"])
+            pipe.hstrlen(keys.item(item_id), "request")
+            (found_id, batch_id, agent_id), size = pipe.execute()
+        if found_id is None:
+            raise LookupError(f"batch item {item_id} does not exist")
+        return StoredItem(id=found_id, batch_id=batch_id, agent_id=agent_id, request_bytes=size)
+
+    def load_request(self, item_id: str) -> str:
+        """The item's request body (LettaBatchRequest JSON)."""
+        return self.client.hget(keys.item(item_id), "request")
 
     def claim(self, *, batch_id: str, item_id: str, owner: str, lease_s: float) -> Claim:
         action, now_us = self.scripts.claim_item(

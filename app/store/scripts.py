@@ -22,4 +22,3 @@ class Scripts:
         self.commit_run = load("commit_run")
         self.stop_batch = load("stop_batch")
         self.finalize_batch = load("finalize_batch")
-        self.advance_status = load("advance_status")

@@ -71,7 +71,7 @@ def test_given_a_cancelled_batch_with_an_item_a_dead_worker_left_running_when_re
     time.sleep(0.2)
     runtime, tasks = make_runtime()
     run_chunk(runtime, batch_id)
-    assert store.runs.load_item(item_id)["status"] == "cancelled"
+    assert store.client.hgetall(keys.item(item_id))["status"] == "cancelled"
     assert store.batches.get(batch_id)["request_counts"]["running"] == 0
     assert (FINALIZE_BATCH, batch_id) in tasks.sent
     assert store.batches.finalize(batch_id) == ("terminal", "cancelled")
@@ -85,7 +85,7 @@ def test_given_an_item_held_under_a_live_lease_when_its_owner_dies_then_the_rede
     started = time.monotonic()
     run_chunk(runtime, batch_id)
     assert time.monotonic() - started >= 0.5  # it waited for the lease to lapse instead of acking
-    item = store.runs.load_item(item_id)
+    item = store.client.hgetall(keys.item(item_id))
     assert item["status"] == "succeeded" and item["attempts"] == "2"
     assert (FINALIZE_BATCH, batch_id) in tasks.sent
 
@@ -107,4 +107,4 @@ def test_given_a_failure_after_the_claim_when_the_chunk_raises_then_the_item_is_
     started = time.monotonic()
     run_chunk(retry, batch_id)
     assert time.monotonic() - started < 5  # no lease to wait out
-    assert store.runs.load_item(item_id)["status"] == "succeeded"
+    assert store.client.hgetall(keys.item(item_id))["status"] == "succeeded"

@@ -16,14 +16,14 @@ def _batch_count(app) -> int:
     return app.extensions["batchline"].store.client.zcard(keys.BATCHES)
 
 
-def test_given_a_valid_batch_when_posted_then_it_is_stored_pending_with_every_batchjob_field(client, agent_id):
+def test_given_a_valid_batch_when_posted_then_it_reads_running_with_every_batchjob_field(client, agent_id):
     response = client.post("/v1/messages/batches", json={
         "requests": [{"agent_id": agent_id, "input": "hi"}, {"agent_id": agent_id, "messages": [
             {"role": "user", "content": [{"type": "text", "text": "hello"}]}]}],
         "metadata": {"team": "ops"}})
     assert response.status_code == 200
     batch = response.get_json()
-    assert batch["id"].startswith("job-") and batch["status"] == "pending"
+    assert batch["id"].startswith("job-") and batch["status"] == "running"
     assert batch["agent_id"] == agent_id and batch["job_type"] == "batch" and batch["background"] is None
     assert batch["metadata"] == {"job_type": "batch_messages", "team": "ops"}
     assert batch["callback_url"] is None and batch["completed_at"] is None and batch["stop_reason"] is None
@@ -114,7 +114,7 @@ def test_given_a_completed_batch_when_cancelled_then_409_and_it_stays_completed(
     assert client.get(f"/v1/messages/batches/{batch_id}").get_json()["status"] == "completed"
 
 
-def test_given_a_pending_batch_when_cancelled_twice_then_both_answer_null_and_all_requests_count_cancelled(
+def test_given_a_batch_not_yet_started_when_cancelled_twice_then_both_answer_null_and_all_requests_count_cancelled(
         client, agent_id):
     batch_id = client.post("/v1/messages/batches", json={"requests": [{"agent_id": agent_id, "input": "x"}] * 3}
                            ).get_json()["id"]

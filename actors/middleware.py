@@ -1,0 +1,42 @@
+"""The Dramatiq middleware that gives each worker process its item runtime."""
+
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.middleware import Middleware
+
+from actors.runtime import WorkerRuntime, current_runtime, set_runtime
+from actors.signals import absorb_duplicate_sigterm
+from app.settings import Settings
+from app.tasks import TaskQueue
+
+
+class RuntimeMiddleware(Middleware):
+    """Starts the worker runtime on Dramatiq's event loop before any message is processed, and
+    stops it at shutdown after giving running items back.
+
+    It must come after Dramatiq's AsyncIO middleware, whose `before_worker_boot` starts the
+    event loop this runtime lives on (and whose `after_worker_shutdown`, run after this one's,
+    stops it)."""
+
+    def __init__(self, *, settings: Settings, redis_url: str) -> None:
+        self.settings = settings
+        self.redis_url = redis_url
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        absorb_duplicate_sigterm()
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # Worker threads start consuming right after this hook: the runtime must exist by then.
+        runtime = WorkerRuntime(settings=self.settings, redis_url=self.redis_url, tasks=TaskQueue(broker=broker))
+        get_event_loop_thread().run_coroutine(runtime.start())
+        set_runtime(runtime)
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        runtime = current_runtime()
+        runtime.loop.call_soon_threadsafe(runtime.begin_shutdown)
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        get_event_loop_thread().run_coroutine(current_runtime().close())
+        set_runtime(None)
