@@ -11,7 +11,7 @@ from flask import Flask, Response, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from app.schemas.messages import UNION_TAGS
+from app.schemas.messages import UNION_TAGS, UNION_TAGS_AFTER_FIELD
 from app.store.pagination import UnknownCursor
 
 logger = logging.getLogger(__name__)
@@ -56,8 +56,13 @@ def validation_error_response(error: ValidationError) -> Response:
 
 
 def _without_union_tags(loc: tuple[str | int, ...]) -> list[str | int]:
-    return [part for index, part in enumerate(loc)
-            if not (part in UNION_TAGS and index > 0 and isinstance(loc[index - 1], int))]
+    return [part for index, part in enumerate(loc) if not (index > 0 and _is_union_tag(part, loc[index - 1]))]
+
+
+def _is_union_tag(part: str | int, before: str | int) -> bool:
+    if isinstance(before, int):
+        return part in UNION_TAGS
+    return part in UNION_TAGS_AFTER_FIELD.get(before, ())
 
 
 def register(app: Flask) -> None:

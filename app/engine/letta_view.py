@@ -52,7 +52,7 @@ def to_letta_messages(messages: Iterable[dict[str, Any]], options: ViewOptions |
     for message in messages:
         role = message["role"]
         if role == "user":
-            letta.append(_base(message, "user_message") | {"content": text_of(message)})
+            letta.append(_base(message, "user_message") | {"content": _user_content(message)})
         elif role == "system":
             letta.append(_base(message, "system_message") | {"content": text_of(message)})
         elif role == "assistant":
@@ -67,6 +67,14 @@ def to_letta_messages(messages: Iterable[dict[str, Any]], options: ViewOptions |
                 "approvals": message.get("approvals"), "approve": message.get("approve"),
                 "approval_request_id": message.get("approval_request_id"), "reason": message.get("denial_reason")})
     return letta
+
+
+def _user_content(message: dict[str, Any]) -> str | list[dict[str, Any]]:
+    """Text as one string, as Letta shows it; the parts themselves when images are among them."""
+    parts = message.get("content") or []
+    if any(part.get("type") == "image" for part in parts):
+        return [part for part in parts if part.get("type") in ("text", "image")]
+    return text_of(message)
 
 
 def _assistant(message: dict[str, Any], options: ViewOptions) -> list[dict[str, Any]]:

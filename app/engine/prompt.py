@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from app.providers.base import ChatMessage, ToolCall
+from app.providers.base import ChatMessage, ImageInput, ToolCall
 
 
 def compile_system_prompt(system: str, blocks: list[dict[str, Any]]) -> str:
@@ -37,11 +37,12 @@ def to_chat(messages: list[dict[str, Any]]) -> list[ChatMessage]:
     """Stored messages as chat turns every provider accepts.
 
     System-role input becomes a labelled user turn (not every provider takes system turns
-    mid-conversation); tool calls awaiting approval join the assistant turn that made them;
-    approval answers are not sent (their tool results are); every tool result sits right after
-    the turn that made its call, even when another run of the agent committed in between; a
-    window of history that starts mid-conversation is cut to its first user turn, and results
-    whose call fell out of the window are dropped.
+    mid-conversation); the images of user and system input go along, in their place among the
+    text, every time their message is in the window; tool calls awaiting approval join the
+    assistant turn that made them; approval answers are not sent (their tool results are); every
+    tool result sits right after the turn that made its call, even when another run of the agent
+    committed in between; a window of history that starts mid-conversation is cut to its first
+    user turn, and results whose call fell out of the window are dropped.
     """
     turns: list[ChatMessage] = []
     results: dict[int, dict[str, ChatMessage]] = {}  # assistant turn index -> call id -> result
@@ -51,9 +52,9 @@ def to_chat(messages: list[dict[str, Any]]) -> list[ChatMessage]:
         if not turns and role not in ("user", "system"):
             continue
         if role == "user":
-            turns.append(ChatMessage(role="user", text=text_of(message)))
+            turns.append(_user_turn(message))
         elif role == "system":
-            turns.append(ChatMessage(role="user", text=f"[system message] {text_of(message)}"))
+            turns.append(_user_turn(message, prefix="[system message] "))
         elif role == "assistant":
             turns.append(_assistant_turn(message))
             turn_of_call.update((call.id, len(turns) - 1) for call in turns[-1].tool_calls)
@@ -77,6 +78,25 @@ def to_chat(messages: list[dict[str, Any]]) -> list[ChatMessage]:
                                                          is_error=True)
                     for call in turn.tool_calls)
     return chat
+
+
+def _user_turn(message: dict[str, Any], prefix: str = "") -> ChatMessage:
+    texts, images, length = [prefix], [], len(prefix)
+    for part in message.get("content") or []:
+        if part.get("type") == "text":
+            texts.append(part.get("text", ""))
+            length += len(texts[-1])
+        elif part.get("type") == "image":
+            images.append(_image(part.get("source") or {}, at=length))
+    return ChatMessage(role="user", text="".join(texts), images=tuple(images))
+
+
+def _image(source: dict[str, Any], *, at: int) -> ImageInput:
+    """A stored (API-validated) image source; a "letta" source is sent by the data it carries."""
+    if source.get("type") == "url":
+        return ImageInput(kind="url", at=at, url=source.get("url", ""), detail=source.get("detail"))
+    return ImageInput(kind="base64", at=at, media_type=source.get("media_type") or "", data=source.get("data") or "",
+                      detail=source.get("detail"))
 
 
 def _tool_calls(message: dict[str, Any]) -> tuple[ToolCall, ...]:

@@ -12,11 +12,13 @@ from pydantic import SecretStr
 from app.providers.base import (
     ChatMessage,
     FirstToken,
+    ImageInput,
     InvalidResponseError,
     ModelRequest,
     ModelResponse,
     OnFirstToken,
     ToolCall,
+    text_and_images,
 )
 from app.providers.sse import decode_json, key_for, open_sse, stream_error
 
@@ -136,12 +138,21 @@ def _blocks(m: ChatMessage) -> list[dict[str, Any]]:
     # it must lead the assistant turn.
     if m.role == "assistant" and m.reasoning and m.reasoning_signature:
         blocks.append({"type": "thinking", "thinking": m.reasoning, "signature": m.reasoning_signature})
-    if m.text:
+    if m.images:
+        blocks.extend({"type": "text", "text": piece} if isinstance(piece, str) else _image_block(piece)
+                      for piece in text_and_images(m))
+    elif m.text:
         blocks.append({"type": "text", "text": m.text})
     if m.role == "assistant":
         blocks.extend({"type": "tool_use", "id": c.id, "name": c.name, "input": _tool_input(c.arguments)}
                       for c in m.tool_calls)
     return blocks
+
+
+def _image_block(image: ImageInput) -> dict[str, Any]:
+    if image.kind == "url":
+        return {"type": "image", "source": {"type": "url", "url": image.url}}
+    return {"type": "image", "source": {"type": "base64", "media_type": image.media_type, "data": image.data}}
 
 
 def _tool_input(arguments: str) -> dict[str, Any]:

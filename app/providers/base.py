@@ -8,7 +8,7 @@ caller can time it. Cancelling the awaiting task closes the HTTP stream mid-way.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -30,11 +30,32 @@ class ToolCall:
 
 
 @dataclass(frozen=True)
+class ImageInput:
+    """An image of a user turn: inline base64 data, or a URL the provider fetches itself.
+
+    It holds the stored message's own strings, so an image in history costs no copy until a
+    provider serialises its request body.
+    """
+
+    kind: Literal["base64", "url"]
+    #: Where the image sits in its turn's `text` (a character offset): text and images keep the
+    #: client's order.
+    at: int = 0
+    media_type: str = ""
+    data: str = ""
+    url: str = ""
+    #: OpenAI's "low" / "high" / "auto"; others ignore it.
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
 class ChatMessage:
     """One turn of the conversation, provider-neutral."""
 
     role: Literal["user", "assistant", "tool"]
     text: str = ""
+    #: Images of a user turn, by offset in `text`.
+    images: tuple[ImageInput, ...] = ()
     tool_calls: tuple[ToolCall, ...] = ()
     #: For role "tool": which call this answers, and whether the tool failed.
     tool_call_id: str | None = None
@@ -42,6 +63,18 @@ class ChatMessage:
     #: Anthropic thinking blocks must be sent back with their signature; others ignore it.
     reasoning: str = ""
     reasoning_signature: str | None = None
+
+
+def text_and_images(message: ChatMessage) -> Iterator[str | ImageInput]:
+    """The turn's text pieces and images in the client's order (no empty text pieces)."""
+    start = 0
+    for image in message.images:
+        if image.at > start:
+            yield message.text[start:image.at]
+            start = image.at
+        yield image
+    if start < len(message.text):
+        yield message.text[start:]
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,13 @@ from pydantic import SecretStr
 from app.providers.base import (
     ChatMessage,
     FirstToken,
+    ImageInput,
     InvalidResponseError,
     ModelRequest,
     ModelResponse,
     OnFirstToken,
     ToolCall,
+    text_and_images,
 )
 from app.providers.sse import decode_json, key_for, open_sse, stream_error
 
@@ -101,8 +103,17 @@ def _message(m: ChatMessage) -> dict[str, Any]:
                 for c in m.tool_calls
             ],
         }
+    if m.images:
+        # Parts only when there are images: many compatible servers take nothing but a string.
+        return {"role": m.role, "content": [{"type": "text", "text": piece} if isinstance(piece, str)
+                                            else _image_part(piece) for piece in text_and_images(m)]}
     # Reasoning is not sent back: OpenAI has no field for it and DeepSeek rejects it in input.
     return {"role": m.role, "content": m.text}
+
+
+def _image_part(image: ImageInput) -> dict[str, Any]:
+    url = image.url if image.kind == "url" else f"data:{image.media_type};base64,{image.data}"
+    return {"type": "image_url", "image_url": {"url": url} | ({"detail": image.detail} if image.detail else {})}
 
 
 @dataclass

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from app.schemas.common import Lenient, PageQuery
-from app.schemas.messages import ApprovalCreate, ContentPart, MessageCreate, RequestMessage, ToolReturnCreate
+from app.schemas.messages import ApprovalCreate, Content, MessageCreate, RequestMessage, ToolReturnCreate
 from app.vocabulary import BatchStatus, ItemStatus
 
 MAX_REQUESTS_PER_BATCH = 100_000
@@ -25,7 +25,7 @@ class LettaRequest(Lenient):
     """One request to an agent (the body of POST /v1/agents/{id}/messages)."""
 
     messages: list[RequestMessage] | None = None
-    input: str | list[ContentPart] | None = None
+    input: Content | None = None
     max_steps: int | None = Field(None, ge=1, le=MAX_STEPS_CEILING)
     use_assistant_message: bool = True
     assistant_message_tool_name: str = "send_message"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
 from app.schemas.common import Lenient
+from app.schemas.images import SOURCE_TAGS, ImageSource
 
 
 class TextPart(Lenient):
@@ -16,19 +17,49 @@ class TextPart(Lenient):
 
 class ImagePart(Lenient):
     type: Literal["image"]
-    source: dict[str, Any]
+    source: ImageSource
 
 
-ContentPart = TextPart | ImagePart
+def _type_or(default: str, *kinds: str) -> Discriminator:
+    """Tells union members apart by "type" (`default` when absent); an unknown type is refused
+    with a sentence naming the known ones, never echoing the one sent."""
+
+    def discriminate(value: Any) -> str:
+        kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+        return kind or default
+
+    known = ", ".join(f'"{kind}"' for kind in (default, *kinds))
+    return Discriminator(discriminate, custom_error_type="union_type",
+                         custom_error_message=f'"type" must be one of {known}')
+
+
+ContentPart = Annotated[Annotated[TextPart, Tag("text")] | Annotated[ImagePart, Tag("image")],
+                        _type_or("text", "image")]
+#: A message's content: one string, or a list of text and image parts.
+Content = Annotated[
+    Annotated[str, Tag("string")] | Annotated[list[ContentPart], Tag("parts")],
+    Discriminator(lambda value: "string" if isinstance(value, str) else "parts" if isinstance(value, list) else None,
+                  custom_error_type="content", custom_error_message="must be a string or a list of content parts"),
+]
 
 
 class MessageCreate(Lenient):
     type: Literal["message"] | None = "message"
     role: Literal["user", "system", "assistant"]
-    content: str | list[ContentPart]
+    content: Content
     name: str | None = None
     otid: str | None = None
     sender_id: str | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _images_only_from_the_user(cls, value: str | list[Any], info: ValidationInfo) -> str | list[Any]:
+        # Neither Chat Completions nor Anthropic takes an image in an assistant turn, and
+        # dropping it would answer as if it had been seen.
+        if info.data.get("role") == "assistant" and not isinstance(value, str) \
+                and any(isinstance(part, ImagePart) for part in value):
+            raise ValueError("images are accepted in user and system messages only, not in assistant messages")
+        return value
 
 
 class ApprovalReturn(Lenient):
@@ -51,21 +82,16 @@ class ToolReturnItem(Lenient):
     stderr: list[str] | None = None
 
 
-#: Tags of the discriminated unions below; pydantic puts them in error locations after a list
-#: index (requests.0.messages.0.message.role), where they only confuse a client.
-UNION_TAGS = frozenset({"message", "approval", "tool_return", "tool"})
-
-
-def _type_or(default: str):
-    def discriminate(value: Any) -> str:
-        kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-        return kind or default
-
-    return Discriminator(discriminate)
+#: Tags of the discriminated unions of this module, by what pydantic puts them after in an error
+#: location (a list index, or the field's name): requests.0.messages.0.message.role, where they
+#: only confuse a client.
+UNION_TAGS = frozenset({"message", "approval", "tool_return", "tool", "text", "image"})
+UNION_TAGS_AFTER_FIELD = {"content": frozenset({"string", "parts"}), "input": frozenset({"string", "parts"}),
+                          "source": SOURCE_TAGS}
 
 
 Approval = Annotated[Annotated[ApprovalReturn, Tag("approval")] | Annotated[ToolReturnItem, Tag("tool")],
-                     _type_or("approval")]
+                     _type_or("approval", "tool")]
 
 
 class ApprovalCreate(Lenient):
@@ -95,11 +121,11 @@ class ToolReturnCreate(Lenient):
 RequestMessage = Annotated[
     Annotated[MessageCreate, Tag("message")] | Annotated[ApprovalCreate, Tag("approval")]
     | Annotated[ToolReturnCreate, Tag("tool_return")],
-    _type_or("message"),
+    _type_or("message", "approval", "tool_return"),
 ]
 
 
-def content_parts(content: str | list[ContentPart]) -> list[dict[str, Any]]:
+def content_parts(content: str | list[TextPart | ImagePart]) -> list[dict[str, Any]]:
     """Content as a list of typed parts (the stored shape)."""
     if isinstance(content, str):
         return [{"type": "text", "text": content}]

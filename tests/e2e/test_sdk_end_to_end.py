@@ -9,6 +9,7 @@ import hmac
 from collections import Counter
 
 import httpx
+from letta_client import Letta
 
 from tests.e2e.conftest import WEBHOOK_SECRET, wait_for_status, wait_until
 from tests.fakes.model_servers import FakeOpenAIServer
@@ -16,6 +17,8 @@ from tests.support.receiver import CallbackReceiver
 
 FIRST_TOKEN_DELAY_S = 0.4
 REQUESTS = 60
+#: A 1x1 PNG.
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
 
 
 def _openai_agent(client, model_server, **extra):
@@ -101,3 +104,34 @@ def test_given_an_openai_agent_when_a_batch_runs_then_the_sdk_sees_it_complete_w
         signed = f"{call.headers['webhook-id']}.{call.headers['webhook-timestamp']}.".encode() + call.body
         expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
         assert call.headers["webhook-signature"] == f"v1,{expected}"
+
+
+def test_given_image_content_parts_when_the_sdk_creates_batches_then_the_model_receives_them_on_every_later_turn(
+        start_service):
+    with FakeOpenAIServer() as model:
+        service = start_service()
+        client = Letta(base_url=service.base_url, max_retries=0, _strict_response_validation=True)
+        agent = _openai_agent(client, model)
+        first = client.batches.create(requests=[{"agent_id": agent.id, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "What is this?"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}]}]}])
+        assert wait_for_status(client, first.id, timeout_s=30).status == "completed"
+        second = client.batches.create(requests=[{"agent_id": agent.id, "input": [
+            {"type": "image", "source": {"type": "url", "url": "https://example.com/dog.jpg"}},
+            {"type": "text", "text": "And this one?"}]}])
+        assert wait_for_status(client, second.id, timeout_s=30).status == "completed"
+
+        inline = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}
+        by_url = {"type": "image_url", "image_url": {"url": "https://example.com/dog.jpg"}}
+        assert model.requests[0]["messages"][1:] == [
+            {"role": "user", "content": [{"type": "text", "text": "What is this?"}, inline]}]
+        # the first image is history now: the next turn sends it again, with the new one
+        assert [m["content"] for m in model.requests[1]["messages"][1:]] == [
+            [{"type": "text", "text": "What is this?"}, inline], "Hello from the fake model.",
+            [by_url, {"type": "text", "text": "And this one?"}]]
+
+        # the stored input keeps its image, in the SDK's own ImageContent shape
+        stored = next(m for m in client.batches.messages.list(first.id, order="asc") if m.role == "user")
+        image = stored.content[1]
+        assert (image.type, image.source.type, image.source.media_type, image.source.data) == (
+            "image", "base64", "image/png", PNG)

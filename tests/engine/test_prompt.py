@@ -64,3 +64,49 @@ def test_given_a_call_whose_result_was_never_recorded_then_an_error_result_stand
     chat = to_chat([_msg("user", "hi"), _msg("assistant", "", tool_calls=[_call("x1")]), _msg("user", "next")])
     assert (chat[2].role, chat[2].tool_call_id, chat[2].is_error) == ("tool", "x1", True)
     assert chat[3].text == "next"
+
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
+
+
+def _with_image(role, source, before="What is ", after=" this?"):
+    return {"role": role, "content": [{"type": "text", "text": before}, {"type": "image", "source": source},
+                                      {"type": "text", "text": after}]}
+
+
+def test_given_a_user_message_with_images_then_its_turn_carries_them_in_place_without_copying_the_data():
+    source = {"type": "base64", "media_type": "image/png", "data": PNG}
+    url = {"type": "url", "url": "https://example.com/cat.png", "detail": "low"}
+    message = _with_image("user", source)
+    message["content"].append({"type": "image", "source": url})
+    [turn] = to_chat([message])
+    assert turn.role == "user" and turn.text == "What is  this?"
+    base64_image, url_image = turn.images
+    assert (base64_image.kind, base64_image.media_type, base64_image.at) == ("base64", "image/png", len("What is "))
+    assert base64_image.data is source["data"]  # the stored string itself: history costs no copy
+    assert (url_image.kind, url_image.url, url_image.detail, url_image.at) == (
+        "url", "https://example.com/cat.png", "low", len("What is  this?"))
+
+
+def test_given_system_input_with_an_image_then_the_labelled_user_turn_keeps_it_after_the_label():
+    [turn] = to_chat([_with_image("system", {"type": "url", "url": "https://example.com/a.png"}, before="")])
+    assert turn.role == "user" and turn.text == "[system message]  this?"
+    assert [image.at for image in turn.images] == [len("[system message] ")]
+
+
+def test_given_a_letta_file_source_carrying_its_data_then_it_is_sent_as_base64():
+    source = {"type": "letta", "file_id": "file-1", "media_type": "image/jpeg", "data": PNG}
+    [turn] = to_chat([_with_image("user", source)])
+    assert (turn.images[0].kind, turn.images[0].media_type, turn.images[0].data) == ("base64", "image/jpeg", PNG)
+
+
+def test_given_an_image_earlier_in_history_then_a_later_turn_still_sends_it():
+    history = [_with_image("user", {"type": "url", "url": "https://example.com/a.png"}), _msg("assistant", "A cat."),
+               _msg("user", "What colour is it?")]
+    chat = to_chat(history)
+    assert [len(m.images) for m in chat] == [1, 0, 0]
+    assert chat[0].images[0].url == "https://example.com/a.png"
+
+
+def test_given_text_only_messages_then_turns_carry_no_images():
+    assert [m.images for m in to_chat([_msg("user", "hi"), _msg("assistant", "hello")])] == [(), ()]

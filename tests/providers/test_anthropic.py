@@ -12,6 +12,7 @@ import pytest
 from app.providers.anthropic import AnthropicProvider, messages_url
 from app.providers.base import (
     ChatMessage,
+    ImageInput,
     InvalidResponseError,
     ModelRequest,
     ModelResponse,
@@ -251,3 +252,31 @@ def test_given_thinking_and_a_tool_loop_whose_first_step_ran_without_it_when_bui
     assert build_body(ModelRequest(model="claude", system="s", messages=signed, enable_thinking=True))["thinking"]
     fresh = (*loop, ChatMessage(role="user", text="next question"))
     assert "thinking" in build_body(ModelRequest(model="claude", system="s", messages=fresh, enable_thinking=True))
+
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
+
+
+def test_given_a_user_turn_with_images_when_streaming_then_they_go_as_image_blocks_among_the_text() -> None:
+    turn = ChatMessage(role="user", text="Compare  with ", images=(
+        ImageInput(kind="base64", at=len("Compare "), media_type="image/png", data=PNG, detail="low"),
+        ImageInput(kind="url", at=len("Compare  with "), url="https://example.com/b.jpg")))
+    request = ModelRequest(model="claude-sonnet-4", system="", messages=(turn,))
+    with FakeAnthropicServer() as server:
+        stream(server, request)
+        body = server.requests[0]
+    assert body["messages"] == [{"role": "user", "content": [
+        {"type": "text", "text": "Compare "},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+        {"type": "text", "text": " with "},
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/b.jpg"}},
+    ]}]
+
+
+def test_given_an_image_only_turn_then_its_content_is_the_image_block_alone() -> None:
+    from app.providers.anthropic import build_messages
+
+    image = ImageInput(kind="url", url="https://example.com/chart.png")
+    turns = build_messages((ChatMessage(role="user", images=(image,)),))
+    assert turns == [{"role": "user", "content": [
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/chart.png"}}]}]

@@ -12,6 +12,7 @@ import pytest
 
 from app.providers.base import (
     ChatMessage,
+    ImageInput,
     InvalidResponseError,
     ModelRequest,
     ModelResponse,
@@ -285,3 +286,30 @@ def test_given_an_error_quoting_a_key_with_an_escaped_newline_when_redacted_then
 
     text = "Illegal header value b'Bearer sk-SECRET\\n' and sk-SECRET"
     assert "SECRET" not in redact(text, ["sk-SECRET\n"])
+
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
+WITH_IMAGES = ChatMessage(role="user", text="Compare  with ", images=(
+    ImageInput(kind="base64", at=len("Compare "), media_type="image/png", data=PNG),
+    ImageInput(kind="url", at=len("Compare  with "), url="https://example.com/b.jpg", detail="high")))
+
+
+def test_given_a_user_turn_with_images_when_streaming_then_they_go_as_image_url_parts_among_the_text() -> None:
+    request = ModelRequest(model="gpt-4o-mini", system="", messages=(WITH_IMAGES,))
+    with FakeOpenAIServer() as server:
+        stream(server, request)
+        body = server.requests[0]
+    assert body["messages"] == [{"role": "user", "content": [
+        {"type": "text", "text": "Compare "},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+        {"type": "text", "text": " with "},
+        {"type": "image_url", "image_url": {"url": "https://example.com/b.jpg", "detail": "high"}},
+    ]}]
+
+
+def test_given_a_server_that_refuses_images_when_streaming_then_its_refusal_is_the_error_not_a_silent_drop() -> None:
+    refusal = Reply(status=400, error_message="This model does not support image input.")
+    with FakeOpenAIServer(reply=refusal) as server, pytest.raises(ProviderError) as raised:
+        stream(server, ModelRequest(model="text-only", system="", messages=(WITH_IMAGES,)))
+    assert "does not support image input" in str(raised.value) and not raised.value.retryable
+    assert server.requests[0]["messages"][0]["content"][1]["type"] == "image_url"

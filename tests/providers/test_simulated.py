@@ -133,3 +133,14 @@ def test_given_the_shared_http_client_when_300_streams_run_at_once_then_none_wai
         assert server.wait_until_idle(5.0)
         assert server.max_open_streams == 300
         assert server.completed_streams == 300
+
+
+def test_given_a_turn_with_images_when_simulating_then_the_echo_counts_them_without_reading_them() -> None:
+    from app.providers.base import ImageInput
+
+    images = (ImageInput(kind="url", url="https://example.com/a.png"), ImageInput(kind="base64", data="AAAA"))
+    provider = SimulatedProvider(ttft_ms=0, token_ms=0)
+    with_text = ModelRequest(model="m", system="", messages=(ChatMessage(role="user", text="look", images=images),))
+    image_only = ModelRequest(model="m", system="", messages=(ChatMessage(role="user", images=images[:1]),))
+    assert asyncio.run(provider.stream(with_text, on_first_token=lambda: None)).text == "echo: look [+2 images]"
+    assert asyncio.run(provider.stream(image_only, on_first_token=lambda: None)).text == "echo: [+1 image]"
