@@ -6,6 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+#: Longest text of one message field (a string `content` or `input`, or one text part), in
+#: characters: about 2 million tokens, more than any model's context window takes.
+MAX_TEXT_CHARS = 8_000_000
 #: Page size when a list query gives none, and the largest accepted.
 DEFAULT_PAGE_LIMIT = 100
 MAX_PAGE_LIMIT = 1000

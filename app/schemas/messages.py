@@ -4,15 +4,28 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from app.schemas.common import Lenient
+from app.schemas.common import MAX_TEXT_CHARS, Lenient
+
+#: A text field of a message: bounded, so one field cannot make a worker allocate without limit.
+MessageText = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
 from app.schemas.images import SOURCE_TAGS, ImageSource
 
 
 class TextPart(Lenient):
     type: Literal["text"] = "text"
-    text: str
+    text: MessageText
 
 
 class ImagePart(Lenient):
@@ -37,7 +50,7 @@ ContentPart = Annotated[Annotated[TextPart, Tag("text")] | Annotated[ImagePart, 
                         _type_or("text", "image")]
 #: A message's content: one string, or a list of text and image parts.
 Content = Annotated[
-    Annotated[str, Tag("string")] | Annotated[list[ContentPart], Tag("parts")],
+    Annotated[MessageText, Tag("string")] | Annotated[list[ContentPart], Tag("parts")],
     Discriminator(lambda value: "string" if isinstance(value, str) else "parts" if isinstance(value, list) else None,
                   custom_error_type="content", custom_error_message="must be a string or a list of content parts"),
 ]

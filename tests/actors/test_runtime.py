@@ -17,6 +17,7 @@ from app.schemas.batches import LettaBatchRequest
 from app.settings import Settings
 from app.store import Store, connect, keys
 from app.tasks import FINALIZE_BATCH
+from tests.fakes.model_servers import FakeOpenAIServer
 
 
 class RecordingTasks:
@@ -108,3 +109,67 @@ def test_given_a_failure_after_the_claim_when_the_chunk_raises_then_the_item_is_
     run_chunk(retry, batch_id)
     assert time.monotonic() - started < 5  # no lease to wait out
     assert store.client.hgetall(keys.item(item_id))["status"] == "succeeded"
+
+
+def _openai_agent(store: Store, model: FakeOpenAIServer, *, context_window: int) -> str:
+    return store.agents.create(CreateAgent(llm_config={
+        "model": "gpt-4o-mini", "model_endpoint_type": "openai", "model_endpoint": model.base_url,
+        "context_window": context_window}))["id"]
+
+
+def test_given_an_input_too_large_for_the_context_window_when_the_item_runs_then_it_ends_with_a_clear_error(
+        store, make_runtime):
+    with FakeOpenAIServer() as model:
+        agent_id = _openai_agent(store, model, context_window=1000)
+        batch_id, _ = store.batches.create(requests=[LettaBatchRequest(agent_id=agent_id, input="x" * 10_000)],
+                                           callback_url=None, metadata=None, completion_window_s=3600)
+        [item_id] = store.batches.item_ids(batch_id, start=0, stop=0)
+        runtime, tasks = make_runtime()
+        run_chunk(runtime, batch_id)
+        item = store.client.hgetall(keys.item(item_id))
+        assert item["status"] == "errored" and item["stop_reason"] == "error"
+        assert "does not fit the agent's context window of 1000 tokens" in item["error"]
+        assert model.requests == []  # nothing was sent to the model
+        assert (FINALIZE_BATCH, batch_id) in tasks.sent
+        # the input is kept: the batch's messages show what was refused
+        assert store.client.zcard(keys.batch_messages(batch_id)) == 1
+
+
+def test_given_max_steps_zero_when_the_item_runs_then_it_ends_with_max_steps_and_no_model_call(store, make_runtime):
+    with FakeOpenAIServer() as model:
+        agent_id = _openai_agent(store, model, context_window=8000)
+        batch_id, _ = store.batches.create(requests=[LettaBatchRequest(agent_id=agent_id, input="hi", max_steps=0)],
+                                           callback_url=None, metadata=None, completion_window_s=3600)
+        [item_id] = store.batches.item_ids(batch_id, start=0, stop=0)
+        runtime, _ = make_runtime()
+        run_chunk(runtime, batch_id)
+        item = store.client.hgetall(keys.item(item_id))
+        assert (item["status"], item["stop_reason"]) == ("succeeded", "max_steps")
+        assert model.requests == []
+
+
+def test_given_an_agent_deleted_before_its_request_runs_when_the_item_runs_then_it_ends_with_error(
+        store, make_runtime):
+    batch_id, item_id = one_item_batch(store)
+    store.agents.delete(store.client.hget(keys.item(item_id), "agent_id"))
+    runtime, _ = make_runtime()
+    run_chunk(runtime, batch_id)
+    item = store.client.hgetall(keys.item(item_id))
+    assert (item["status"], item["stop_reason"]) == ("errored", "error")
+    assert "was deleted before this request ran" in item["error"]
+    assert store.batches.get(batch_id)["request_counts"]["errored"] == 1
+
+
+def test_given_an_item_that_runs_past_the_item_timeout_when_it_runs_then_it_ends_with_error(store, make_runtime):
+    with FakeOpenAIServer(first_token_delay_s=5) as model:
+        agent_id = _openai_agent(store, model, context_window=8000)
+        batch_id, _ = store.batches.create(requests=[LettaBatchRequest(agent_id=agent_id, input="hi")],
+                                           callback_url=None, metadata=None, completion_window_s=3600)
+        [item_id] = store.batches.item_ids(batch_id, start=0, stop=0)
+        runtime, _ = make_runtime(item_timeout_s=0.5)
+        started = time.monotonic()
+        run_chunk(runtime, batch_id)
+        assert time.monotonic() - started < 4
+        item = store.client.hgetall(keys.item(item_id))
+        assert (item["status"], item["stop_reason"]) == ("errored", "error")
+        assert "longer than 0.5 s" in item["error"]
