@@ -17,10 +17,10 @@ from pydantic import (
 )
 
 from app.schemas.common import MAX_TEXT_CHARS, Lenient
+from app.schemas.images import SOURCE_TAGS, ImageSource
 
 #: A text field of a message: bounded, so one field cannot make a worker allocate without limit.
 MessageText = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
-from app.schemas.images import SOURCE_TAGS, ImageSource
 
 
 class TextPart(Lenient):
