@@ -9,6 +9,7 @@ from dramatiq.middleware import AsyncIO
 
 from actors.middleware import RuntimeMiddleware
 from app.embedded_redis import ensure_embedded_redis
+from app.logs import quiet_chatty_loggers
 from app.settings import Settings
 
 #: Chance (per million broker commands) that a command also requeues dead workers' messages.
@@ -16,6 +17,7 @@ from app.settings import Settings
 MAINTENANCE_CHANCE = 20_000
 
 settings = Settings()
+quiet_chatty_loggers()
 redis_url = settings.redis_url or ensure_embedded_redis(settings.var_dir)
 broker = RedisBroker(url=redis_url, heartbeat_timeout=int(settings.worker_heartbeat_timeout_s * 1000),
                      maintenance_chance=MAINTENANCE_CHANCE)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from dramatiq.brokers.redis import RedisBroker
 from flask_openapi3 import Info, OpenAPI
 
@@ -12,6 +10,7 @@ from app.api.agents import agents
 from app.api.batches import batches
 from app.api.health import health
 from app.embedded_redis import ensure_embedded_redis
+from app.logs import configure_web_logging
 from app.services import Services
 from app.settings import Settings
 from app.store import Store, connect
@@ -23,7 +22,7 @@ __version__ = "0.1.0"
 def create_app(settings: Settings | None = None) -> OpenAPI:
     """Build the web app. Without `settings`, they are read from the environment (and `.env`)."""
     settings = settings or Settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_web_logging()
     app = OpenAPI(
         __name__,
         info=Info(title="Batchline", version=__version__,

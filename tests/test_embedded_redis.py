@@ -53,3 +53,16 @@ def test_given_two_users_when_both_ensure_then_they_share_one_server_that_stops_
         third.kill()
         third.wait()
     assert _wait_gone(int(url.rsplit(":", 1)[1].split("/")[0]))
+
+
+def test_given_a_fresh_var_dir_when_the_server_starts_then_its_log_holds_no_warning_or_traceback(tmp_path):
+    embedded = EmbeddedRedis(var_dir=tmp_path / "var")
+    user = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        url = embedded.ensure(user_pid=user.pid)
+    finally:
+        user.kill()
+        user.wait()
+    assert _wait_gone(int(url.rsplit(":", 1)[1].split("/")[0]))
+    log = embedded.log_path.read_text()
+    assert "RuntimeWarning" not in log and "Traceback" not in log, log
