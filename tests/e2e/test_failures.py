@@ -142,3 +142,93 @@ def test_given_a_worker_stopped_gracefully_mid_stream_when_another_starts_then_i
         assert time.monotonic() - stopped_at < 25
         messages = list(client.batches.messages.list(batch.id, limit=100))
         assert len(messages) == 20
+
+
+def _answer_fast_if(prefix: str, *, slow_s: float):
+    """A script for the fake model: requests whose input starts with `prefix` answer at once,
+    the others only after `slow_s`."""
+
+    def script(body, n):
+        text = body["messages"][-1]["content"]
+        return Reply(first_token_delay_s=0.05 if str(text).startswith(prefix) else slow_s)
+
+    return script
+
+
+def test_given_a_worker_killed_with_half_the_items_committed_when_another_runs_then_none_is_doubled(start_service):
+    with FakeOpenAIServer() as model:
+        model.script = _answer_fast_if("fast", slow_s=3.0)
+        service = start_service(workers=False, BATCHLINE_ITEM_LEASE_S="2", BATCHLINE_WORKER_HEARTBEAT_TIMEOUT_S="3")
+        doomed = service.add_worker(name="doomed")
+        client = service.client()
+        agent = _openai_agent(client, model)
+        inputs = [f"fast {i}" for i in range(15)] + [f"slow {i}" for i in range(15)]
+        batch = client.batches.create(requests=[{"agent_id": agent.id, "input": text} for text in inputs])
+        assert wait_until(lambda: client.batches.retrieve(batch.id).request_counts["succeeded"] == 15, timeout_s=20)
+        assert model.open_streams == 15  # the slow half is mid-stream
+        os.killpg(doomed.pid, signal.SIGKILL)
+        doomed.wait(timeout=10)
+
+        service.add_worker(name="survivor")
+        done = wait_for_status(client, batch.id, timeout_s=90)
+        assert done.status == "completed" and done.request_counts["succeeded"] == 30
+        messages = list(client.batches.messages.list(batch.id, limit=100))
+        per_item = Counter((m.batch_item_id, m.role) for m in messages)
+        assert len(per_item) == 60 and set(per_item.values()) == {1}
+        attempts = Counter(item["attempts"] for item in _items(service, batch.id))
+        assert attempts == {1: 15, 2: 15}  # committed items were never run again
+        assert len(model.requests) == 15 + 15 * 2
+
+
+def test_given_a_stalled_owner_when_its_lease_lapses_and_it_resumes_then_every_item_is_recorded_once(start_service):
+    with FakeOpenAIServer(first_token_delay_s=3.0) as model:
+        service = start_service(workers=False, BATCHLINE_ITEM_LEASE_S="2", BATCHLINE_WORKER_HEARTBEAT_TIMEOUT_S="3")
+        stalled = service.add_worker(name="stalled")
+        client = service.client()
+        agent = _openai_agent(client, model)
+        batch = client.batches.create(requests=[{"agent_id": agent.id, "input": f"q{i}"} for i in range(10)])
+        assert model.wait_for_open_streams(10, timeout_s=20)
+        os.killpg(stalled.pid, signal.SIGSTOP)
+        try:
+            service.add_worker(name="takeover")
+            # the stalled owner's leases lapse, its heartbeat stops, its chunk goes to the new worker
+            assert wait_until(lambda: len(model.requests) == 20, timeout_s=30), len(model.requests)
+        finally:
+            os.killpg(stalled.pid, signal.SIGCONT)
+        done = wait_for_status(client, batch.id, timeout_s=60)
+        assert done.status == "completed" and done.request_counts["succeeded"] == 10
+        assert done.request_counts["running"] == 0 and done.request_counts["pending"] == 0
+        assert wait_until(lambda: model.open_streams == 0, timeout_s=10)
+        messages = list(client.batches.messages.list(batch.id, limit=100))
+        per_item = Counter((m.batch_item_id, m.role) for m in messages)
+        assert len(per_item) == 20 and set(per_item.values()) == {1}
+
+
+def test_given_a_cap_on_streams_when_more_requests_run_then_a_worker_never_holds_more_open(start_service):
+    with FakeOpenAIServer(first_token_delay_s=0.5) as model:
+        service = start_service(BATCHLINE_WORKER_MAX_STREAMS="5")
+        client = service.client()
+        agent = _openai_agent(client, model)
+        batch = client.batches.create(requests=[{"agent_id": agent.id, "input": f"q{i}"} for i in range(20)])
+        assert wait_for_status(client, batch.id, timeout_s=30).status == "completed"
+        assert model.max_open_streams == 5
+
+
+def test_given_some_items_done_when_the_window_passes_then_only_the_unfinished_ones_expire(start_service):
+    with FakeOpenAIServer() as model, CallbackReceiver() as receiver:
+        model.script = _answer_fast_if("fast", slow_s=30.0)
+        service = start_service(BATCHLINE_COMPLETION_WINDOW_S="3")
+        client = service.client()
+        agent = _openai_agent(client, model)
+        inputs = [f"fast {i}" for i in range(4)] + [f"slow {i}" for i in range(6)]
+        batch = client.batches.create(requests=[{"agent_id": agent.id, "input": text} for text in inputs],
+                                      callback_url=receiver.url)
+        assert wait_until(lambda: client.batches.retrieve(batch.id).request_counts["succeeded"] == 4, timeout_s=10)
+        expired = wait_for_status(client, batch.id, ("expired",), timeout_s=10)
+        assert wait_until(lambda: client.batches.retrieve(batch.id).request_counts["expired"] == 6, timeout_s=5)
+        counts = client.batches.retrieve(batch.id).request_counts
+        assert counts["succeeded"] == 4 and counts["running"] == 0 and counts["pending"] == 0
+        by_status = Counter(item["status"] for item in _items(service, batch.id))
+        assert by_status == {"succeeded": 4, "expired": 6}
+        assert expired.stop_reason is None
+        assert receiver.wait_for(1, timeout_s=10)[0].json()["request_counts"]["succeeded"] == 4
