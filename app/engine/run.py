@@ -68,7 +68,7 @@ class AgentRun:
         self.history = history
         self.providers = providers
         self.retry = retry
-        self.max_steps = request.max_steps or max_steps_default
+        self.max_steps = max_steps_default if request.max_steps is None else request.max_steps
         self.batch_item_id = batch_item_id
         self.clock = clock
         #: When the item started (its claim), on `clock`: ttft and duration count from here.

@@ -11,7 +11,6 @@ from app.schemas.common import Lenient, PageQuery
 from app.schemas.messages import ApprovalCreate, ContentPart, MessageCreate, RequestMessage, ToolReturnCreate
 
 MAX_REQUESTS_PER_BATCH = 100_000
-MAX_STEPS_CEILING = 1000
 
 
 class ClientTool(Lenient):
@@ -25,7 +24,9 @@ class LettaRequest(Lenient):
 
     messages: list[RequestMessage] | None = None
     input: str | list[ContentPart] | None = None
-    max_steps: int | None = Field(None, ge=1, le=MAX_STEPS_CEILING)
+    #: 0 or below ends the request with `max_steps` before any model call (as on Letta); the
+    #: ceiling is a setting, checked by the routes (BATCHLINE_MAX_STEPS_CEILING).
+    max_steps: int | None = None
     use_assistant_message: bool = True
     assistant_message_tool_name: str = "send_message"
     assistant_message_tool_kwarg: str = "message"
@@ -88,8 +89,12 @@ class BatchMessagesQuery(PageQuery):
     agent_id: str | None = None
 
 
+ItemStatusName = Literal["pending", "running", "succeeded", "errored", "cancelled", "expired"]
+
+
 class BatchRequestsQuery(PageQuery):
     order: Literal["asc", "desc"] = "asc"
+    status: ItemStatusName | None = Field(None, description="Only the requests in this status.")
 
 
 class RequestCounts(BaseModel):
@@ -129,7 +134,7 @@ class BatchItem(BaseModel):
     batch_id: str
     agent_id: str
     index: int
-    status: Literal["pending", "running", "succeeded", "errored", "cancelled", "expired"]
+    status: ItemStatusName
     stop_reason: str | None
     ttft_ns: int | None
     total_duration_ns: int | None

@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-#: Page size when a list query gives none, and the largest accepted.
+#: Page size when a list query gives none, and the largest accepted (0 gives an empty page, as
+#: on Letta).
 DEFAULT_PAGE_LIMIT = 100
 MAX_PAGE_LIMIT = 1000
 
@@ -17,10 +18,16 @@ class Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class PageQuery(Lenient):
+class StrictQuery(BaseModel):
+    """Query parameters: an unknown one is a 422, since ignoring a filter would answer wrongly."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PageQuery(StrictQuery):
     before: str | None = Field(None, description="An id: the items that precede it in this order.")
     after: str | None = Field(None, description="An id: the items that follow it in this order.")
-    limit: int = Field(DEFAULT_PAGE_LIMIT, ge=1, le=MAX_PAGE_LIMIT)
+    limit: int = Field(DEFAULT_PAGE_LIMIT, ge=0, le=MAX_PAGE_LIMIT)
     order: Literal["asc", "desc"] = "desc"
     order_by: Literal["created_at"] = "created_at"
 
