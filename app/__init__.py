@@ -5,7 +5,7 @@ from __future__ import annotations
 from dramatiq.brokers.redis import RedisBroker
 from flask_openapi3 import Info, OpenAPI
 
-from app.api import errors
+from app.api import body_guard, errors
 from app.api.agents import agents
 from app.api.batches import batches
 from app.api.health import health
@@ -43,5 +43,6 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     )
     for blueprint in (batches, agents, health):
         app.register_api(blueprint)
+    body_guard.install(app)
     errors.register(app)
     return app

@@ -11,6 +11,8 @@ import json
 import secrets
 import socket
 import time
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,11 +21,21 @@ import httpx
 
 #: Addresses never reachable by a callback, whatever else is allowed (cloud metadata services).
 METADATA_ADDRESSES = frozenset({ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")})
+#: The well-known NAT64 prefix (RFC 6052): its addresses reach the IPv4 address in their low bits.
+NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")
 SECRET_PREFIX = "whsec_"
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+#: Resolves (host, port) to addresses, raising OSError when it cannot; injectable for tests.
+Resolver = Callable[[str, int], list[IPAddress]]
 
 
 class UnsafeCallbackTarget(ValueError):
     """The callback URL points somewhere Batchline refuses to send to."""
+
+
+class UnresolvableCallbackHost(UnsafeCallbackTarget):
+    """The callback URL's host resolves to nothing right now (it may later)."""
 
 
 @dataclass(frozen=True)
@@ -54,48 +66,110 @@ def payload(batch: dict[str, Any]) -> dict[str, Any]:
         "job_id": batch["id"]}
 
 
-def check_target(url: str, *, allow_private: bool) -> None:
-    """Raise UnsafeCallbackTarget unless every address the host resolves to may be called."""
+def resolve_host(host: str, port: int) -> list[IPAddress]:
+    """Every address `host` resolves to now (raises OSError or UnicodeError when none)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
+
+
+def check_target(url: str, *, allow_private: bool, resolve: Resolver = resolve_host) -> list[IPAddress]:
+    """The addresses a callback to `url` may connect to: every address its host resolves to, each
+    checked. Raises UnresolvableCallbackHost when the host resolves to nothing, and
+    UnsafeCallbackTarget when any address is refused."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UnsafeCallbackTarget("callback_url must be an absolute http:// or https:// URL")
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
-                                   type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise UnsafeCallbackTarget(f"callback_url host {parts.hostname!r} does not resolve") from exc
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
-        if address in METADATA_ADDRESSES:
+    addresses = _addresses(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), resolve)
+    if not addresses:
+        raise UnresolvableCallbackHost(f"callback_url host {parts.hostname!r} does not resolve")
+    for address in addresses:
+        seen_as = [address, *_embedded_ipv4(address)]
+        if any(each in METADATA_ADDRESSES for each in seen_as):
             raise UnsafeCallbackTarget(f"callback_url host {parts.hostname!r} is a cloud metadata address")
-        private = address.is_private or address.is_loopback or address.is_link_local or address.is_reserved \
-            or address.is_multicast or address.is_unspecified
-        if private and not allow_private:
+        if not allow_private and any(_not_public(each) for each in seen_as):
             raise UnsafeCallbackTarget(
-                f"callback_url host {parts.hostname!r} resolves to a private, loopback or link-local address; "
-                "set BATCHLINE_CALLBACK_ALLOW_PRIVATE=true to allow it")
+                f"callback_url host {parts.hostname!r} resolves to a private, loopback, link-local or other "
+                "non-public address; set BATCHLINE_CALLBACK_ALLOW_PRIVATE=true to allow it")
+    return addresses
+
+
+def _addresses(host: str, port: int, resolve: Resolver) -> list[IPAddress]:
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    try:
+        return resolve(host, port)
+    except (OSError, UnicodeError):
+        return []
+
+
+def _not_public(address: IPAddress) -> bool:
+    # is_global alone misses multicast and some reserved ranges on Python 3.11.
+    return not address.is_global or address.is_multicast or address.is_reserved or address.is_unspecified
+
+
+def _embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
+    """The IPv4 address an IPv6 one stands for (mapped, NAT64, 6to4, Teredo), which is where a
+    connection to it can end up."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return []
+    found = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
+    if address in NAT64_PREFIX:
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF))
+    return [each for each in found if each is not None]
+
+
+def _proxied(client: httpx.Client, url: httpx.URL) -> bool:
+    """Whether `client` sends requests for `url` through a proxy from the environment (the rules
+    httpx applies, read through urllib's public functions)."""
+    if not client.trust_env:
+        return False
+    proxies = urllib.request.getproxies()
+    return (url.scheme in proxies or "all" in proxies) and not urllib.request.proxy_bypass(url.host)
 
 
 def deliver(url: str, body: dict[str, Any], *, webhook_id: str, secret: str, client: httpx.Client,
-            allow_private: bool) -> DeliveryResult:
-    """One POST of the callback; redirects are not followed (a 3xx counts as a failure)."""
+            allow_private: bool, resolve: Resolver = resolve_host) -> DeliveryResult:
+    """One POST of the callback; redirects are not followed (a 3xx counts as a failure).
+
+    The host is resolved once, and the connection goes to an address that was checked (the
+    next one only when connecting fails), so DNS cannot answer differently in between. The
+    request keeps the URL's Host header, and for https its name for SNI and the certificate.
+    `client` must not be shared across hosts: its pool is keyed by address. Through a proxy
+    (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY), the proxy resolves and connects: the URL goes as given.
+    """
     sent_us = time.time_ns() // 1000
     try:
-        check_target(url, allow_private=allow_private)
+        addresses = check_target(url, allow_private=allow_private, resolve=resolve)
     except UnsafeCallbackTarget as exc:
         return DeliveryResult(sent_us, None, str(exc))
+    target = httpx.URL(url)
     data = json.dumps(body, separators=(",", ":")).encode()
     timestamp = int(time.time())
     headers = {
+        "host": target.netloc.decode("ascii"),
         "content-type": "application/json",
         "user-agent": "Batchline-Webhooks/1",
         "webhook-id": webhook_id,
         "webhook-timestamp": str(timestamp),
         "webhook-signature": sign(secret, webhook_id=webhook_id, timestamp=timestamp, body=data),
     }
-    try:
-        response = client.post(url, content=data, headers=headers, follow_redirects=False)
-    except httpx.HTTPError as exc:
-        return DeliveryResult(sent_us, None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-    error = None if 200 <= response.status_code < 300 else f"callback endpoint answered HTTP {response.status_code}"
-    return DeliveryResult(sent_us, response.status_code, error)
+    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    pinned = [target] if _proxied(client, target) else [target.copy_with(host=str(each)) for each in addresses]
+    failure: httpx.HTTPError | None = None
+    for each in pinned:
+        try:
+            response = client.post(each, content=data, headers=headers, follow_redirects=False,
+                                   extensions=extensions)
+        except httpx.ConnectError as exc:
+            failure = exc
+            continue
+        except httpx.HTTPError as exc:
+            failure = exc
+            break
+        error = None if 200 <= response.status_code < 300 else \
+            f"callback endpoint answered HTTP {response.status_code}"
+        return DeliveryResult(sent_us, response.status_code, error)
+    return DeliveryResult(sent_us, None, f"{type(failure).__name__}: {failure}" if str(failure)
+                          else type(failure).__name__)

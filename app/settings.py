@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     llm_read_timeout_s: float = 300.0
 
     max_steps_default: int = 50
+    #: The largest `max_steps` a request may ask for (larger is a 422).
+    max_steps_ceiling: int = Field(1000, ge=1)
     #: An item that runs longer than this ends with stop_reason `error`.
     item_timeout_s: float = 3600.0
     chunk_size: int = Field(DEFAULT_CHUNK_SIZE, ge=1, le=1000)

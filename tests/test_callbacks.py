@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+import ssl
+
 import httpx
 import pytest
 
-from app.callbacks import UnsafeCallbackTarget, check_target, deliver, payload, sign
-from tests.support.receiver import CallbackReceiver
+from app.callbacks import UnresolvableCallbackHost, UnsafeCallbackTarget, check_target, deliver, payload, sign
+from tests.support.receiver import TEST_CERTIFICATE, CallbackReceiver
+
+PUBLIC = ipaddress.ip_address("93.184.216.34")
+LOOPBACK = ipaddress.ip_address("127.0.0.1")
+
+
+def resolving_to(*answers: list[str]):
+    """A resolver answering each call with the next list of addresses (the last one repeats),
+    and recording the names it was asked for."""
+    asked: list[str] = []
+
+    def resolve(host: str, port: int) -> list:
+        asked.append(host)
+        return [ipaddress.ip_address(a) for a in answers[min(len(asked), len(answers)) - 1]]
+
+    resolve.asked = asked
+    return resolve
+
+
+def unresolvable(host: str, port: int) -> list:
+    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
 
 def test_given_the_standard_webhooks_reference_example_when_signed_then_the_signature_matches():
@@ -17,23 +41,38 @@ def test_given_the_standard_webhooks_reference_example_when_signed_then_the_sign
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1/x", "http://10.0.0.8/x", "http://[::1]/x",
                                  "http://169.254.169.254/latest/meta-data", "http://192.168.1.1/x",
-                                 "http://localhost:8080/x"])
+                                 "http://localhost:8080/x", "http://100.64.0.1/x", "http://100.127.255.254/x",
+                                 "http://0.0.0.0/x", "http://224.0.0.1/x", "http://198.18.0.1/x",
+                                 "http://[::ffff:127.0.0.1]/x", "http://[::ffff:10.0.0.1]/x", "http://[fd00::1]/x",
+                                 "http://[2002:7f00:1::1]/x", "http://[64:ff9b::a00:1]/x", "http://[fe80::1]/x"])
 def test_given_a_private_target_when_private_targets_are_refused_then_it_is_unsafe(url):
     with pytest.raises(UnsafeCallbackTarget):
         check_target(url, allow_private=False)
 
 
-def test_given_the_metadata_address_when_private_targets_are_allowed_then_it_is_still_refused():
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest", "http://[::ffff:169.254.169.254]/latest",
+                                 "http://[64:ff9b::a9fe:a9fe]/latest", "http://[fd00:ec2::254]/latest"])
+def test_given_a_metadata_address_when_private_targets_are_allowed_then_it_is_still_refused(url):
     with pytest.raises(UnsafeCallbackTarget, match="metadata"):
-        check_target("http://169.254.169.254/latest", allow_private=True)
+        check_target(url, allow_private=True)
+
+
+def test_given_a_name_with_one_public_and_one_loopback_address_when_checked_then_it_is_refused():
+    with pytest.raises(UnsafeCallbackTarget, match="non-public"):
+        check_target("https://hook.example/x", allow_private=False, resolve=resolving_to(["93.184.216.34", "::1"]))
+
+
+def test_given_a_name_resolving_to_nothing_when_checked_then_it_is_unresolvable_not_refused_outright():
+    with pytest.raises(UnresolvableCallbackHost, match=r"'hook\.example' does not resolve"):
+        check_target("https://hook.example/x", allow_private=False, resolve=unresolvable)
 
 
 def test_given_a_public_address_when_checked_then_it_passes():
     check_target("https://93.184.216.34/hook", allow_private=False)
 
 
-def test_given_a_host_that_does_not_resolve_when_checked_then_it_is_unsafe():
-    with pytest.raises(UnsafeCallbackTarget, match="does not resolve"):
+def test_given_a_host_that_does_not_resolve_when_checked_then_it_is_unresolvable():
+    with pytest.raises(UnresolvableCallbackHost, match="does not resolve"):
         check_target("https://no-such-host.invalid/hook", allow_private=False)
 
 
@@ -71,3 +110,72 @@ def test_given_nothing_listening_when_delivered_then_the_network_error_is_record
         result = deliver("http://127.0.0.1:9/hook", payload(_batch()), webhook_id="m", secret="s", client=client,
                          allow_private=True)
     assert not result.delivered and result.status_code is None and "ConnectError" in result.error
+
+
+def test_given_dns_that_rebinds_to_loopback_after_the_check_when_delivered_then_the_checked_address_is_used():
+    seen: list[httpx.Request] = []
+    resolve = resolving_to(["93.184.216.34"], ["127.0.0.1"])
+    check_target("https://hook.example:8443/x", allow_private=False, resolve=resolve)  # at create
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    with httpx.Client(transport=httpx.MockTransport(answer)) as client:
+        result = deliver("https://hook.example:8443/x", payload(_batch()), webhook_id="m", secret="s", client=client,
+                         allow_private=False, resolve=resolve)
+    # The delivery resolved once more (the loopback answer) and refused it, without connecting.
+    assert not result.delivered and "non-public" in result.error and seen == []
+
+    resolve = resolving_to(["93.184.216.34"], ["127.0.0.1"])
+    with httpx.Client(transport=httpx.MockTransport(answer)) as client:
+        result = deliver("https://hook.example:8443/x", payload(_batch()), webhook_id="m", secret="s", client=client,
+                         allow_private=False, resolve=resolve)
+    assert result.delivered and resolve.asked == ["hook.example"]
+    (request,) = seen
+    assert request.url.host == "93.184.216.34" and request.url.port == 8443
+    assert request.headers["host"] == "hook.example:8443" and request.extensions["sni_hostname"] == "hook.example"
+
+
+def test_given_a_name_for_a_local_receiver_when_delivered_then_the_checked_address_gets_the_host_header():
+    with CallbackReceiver() as receiver, httpx.Client(timeout=5) as client:
+        url = f"http://callback.test:{receiver.port}/hooks/batch?x=1"
+        result = deliver(url, payload(_batch()), webhook_id="m", secret="s", client=client, allow_private=True,
+                         resolve=resolving_to(["127.0.0.2", "127.0.0.1"]))  # nothing listens on .2: next one
+    assert result.delivered, result.error
+    (call,) = receiver.received
+    assert call.headers["host"] == f"callback.test:{receiver.port}" and call.path == "/hooks/batch?x=1"
+
+
+@pytest.mark.parametrize(("name", "delivered"), [("callback.test", True), ("other.test", False)])
+def test_given_https_to_a_pinned_address_when_delivered_then_the_certificate_is_verified_for_the_url_name(
+        name, delivered):
+    trust = ssl.create_default_context(cafile=str(TEST_CERTIFICATE))
+    with CallbackReceiver(certfile=TEST_CERTIFICATE) as receiver, httpx.Client(verify=trust, timeout=5) as client:
+        result = deliver(f"https://{name}:{receiver.port}/hook", payload(_batch()), webhook_id="m", secret="s",
+                         client=client, allow_private=True, resolve=resolving_to(["127.0.0.1"]))
+    assert receiver.server_names == [name]
+    assert result.delivered is delivered
+    if delivered:
+        assert receiver.received[0].headers["host"] == f"{name}:{receiver.port}"
+    else:
+        assert "certificate" in result.error.lower() and receiver.received == []
+
+
+def test_given_a_host_that_does_not_resolve_at_delivery_when_delivered_then_the_error_says_so():
+    with httpx.Client(timeout=2) as client:
+        result = deliver("https://hook.example/x", payload(_batch()), webhook_id="m", secret="s", client=client,
+                         allow_private=False, resolve=unresolvable)
+    assert result.error == "callback_url host 'hook.example' does not resolve" and result.status_code is None
+
+
+def test_given_an_http_proxy_in_the_environment_when_delivered_then_the_proxy_gets_the_url_as_given(monkeypatch):
+    with CallbackReceiver() as proxy:
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+        with httpx.Client(timeout=5) as client:
+            result = deliver("http://hook.example:8080/x", payload(_batch()), webhook_id="m", secret="s",
+                             client=client, allow_private=False, resolve=resolving_to(["93.184.216.34"]))
+    assert result.delivered, result.error
+    assert [call.path for call in proxy.received] == ["http://hook.example:8080/x"]

@@ -10,13 +10,14 @@ from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 
+from app.api.batches import check_max_steps
 from app.api.errors import ApiError, not_found
 from app.engine.letta_view import ViewOptions, to_letta_messages
 from app.engine.runner import ApprovalConflict, RequestRunner
 from app.providers import ProviderRegistry, make_http_client
-from app.schemas.agents import AgentListQuery, AgentState, CreateAgent
+from app.schemas.agents import AgentListQuery, AgentMessagesQuery, AgentState, CreateAgent
 from app.schemas.batches import LettaRequest
-from app.schemas.common import Error, PageQuery
+from app.schemas.common import Error
 from app.services import services
 
 agents = APIBlueprint("agents", __name__, url_prefix="/v1/agents", abp_tags=[Tag(name="agents")],
@@ -58,18 +59,22 @@ def delete_agent(path: AgentPath) -> Any:
 
 
 @agents.get("/<agent_id>/messages", responses={404: Error, 400: Error})
-def list_agent_messages(path: AgentPath, query: PageQuery) -> Any:
+def list_agent_messages(path: AgentPath, query: AgentMessagesQuery) -> Any:
     """The agent's history as Letta messages (`message_type` union), newest first by default."""
     _agent_or_404(path.agent_id)
     found = services().store.messages.page_for_agent(path.agent_id, after=query.after, before=query.before,
                                                      limit=query.limit, order=query.order)
-    return jsonify(to_letta_messages(found))
+    return jsonify(to_letta_messages(found, ViewOptions(
+        use_assistant_message=query.use_assistant_message,
+        assistant_message_tool_name=query.assistant_message_tool_name,
+        assistant_message_tool_kwarg=query.assistant_message_tool_kwarg)))
 
 
 @agents.post("/<agent_id>/messages", responses={404: Error})
 def send_message(path: AgentPath, body: LettaRequest) -> Any:
     """Run one request through the agent now and answer with what it produced (LettaResponse)."""
     svc = services()
+    check_max_steps(body, svc.settings.max_steps_ceiling, loc=["max_steps"])
     agent = _agent_or_404(path.agent_id)
 
     async def run() -> Any:

@@ -9,8 +9,8 @@ from typing import Any
 from flask import Response, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
 
-from app.api.errors import ApiError, not_found
-from app.callbacks import UnsafeCallbackTarget, check_target
+from app.api.errors import ApiError, invalid_field, not_found
+from app.callbacks import UnresolvableCallbackHost, UnsafeCallbackTarget, check_target
 from app.schemas.batches import (
     BatchItem,
     BatchJob,
@@ -18,6 +18,7 @@ from app.schemas.batches import (
     BatchPath,
     BatchRequestsQuery,
     CreateBatch,
+    LettaRequest,
 )
 from app.schemas.common import Error, PageQuery
 from app.schemas.messages import BatchMessages
@@ -27,11 +28,14 @@ from app.vocabulary import BatchStatus
 
 logger = logging.getLogger(__name__)
 
+#: Items read per round trip while looking for the requests in one status.
+STATUS_SCAN_PAGE = 500
+
 batches = APIBlueprint("batches", __name__, url_prefix="/v1/messages/batches",
                        abp_tags=[Tag(name="batches")], abp_responses={"422": Error, "503": Error})
 
 
-@batches.post("", responses={200: BatchJob, 404: Error}, strict_slashes=False)
+@batches.post("", responses={200: BatchJob, 404: Error, 413: Error, 415: Error}, strict_slashes=False)
 def create_batch(body: CreateBatch) -> Any:
     """Submit a batch of agent requests; it runs in the background.
 
@@ -39,6 +43,8 @@ def create_batch(body: CreateBatch) -> Any:
     An `Idempotency-Key` header makes a retried submission answer with the first batch.
     """
     svc = services()
+    for index, item in enumerate(body.requests):
+        check_max_steps(item, svc.settings.max_steps_ceiling, loc=["requests", index, "max_steps"])
     agents = svc.store.agents.get_many([item.agent_id for item in body.requests])
     for index, item in enumerate(body.requests):
         if item.agent_id not in agents:
@@ -46,8 +52,11 @@ def create_batch(body: CreateBatch) -> Any:
     if body.callback_url is not None:
         try:
             check_target(body.callback_url, allow_private=svc.settings.callback_allow_private)
+        except UnresolvableCallbackHost:
+            pass  # accepted, as on Letta: delivery checks the name again and retries until it resolves
         except UnsafeCallbackTarget as exc:
-            raise ApiError(422, f"Invalid request: callback_url: {exc}.") from None
+            raise ApiError(422, f"Invalid request: {exc}.", errors=[{"loc": ["callback_url"], "msg": str(exc)}]) \
+                from None
     key = request.headers.get("Idempotency-Key") or None
     batch_id, created = svc.store.batches.create(
         requests=body.requests, callback_url=body.callback_url, metadata=body.metadata,
@@ -115,9 +124,38 @@ def list_batch_requests(path: BatchPath, query: BatchRequestsQuery) -> Any:
     """Each request of the batch: status, stop_reason, ttft_ns, total_duration_ns, error (a bare
     JSON array, in submission order by default)."""
     _batch_or_404(path.batch_id)
-    found = services().store.batches.items_page(path.batch_id, after=query.after, before=query.before,
-                                                limit=query.limit, order=query.order)
-    return jsonify(found)
+    if query.status is None:
+        return jsonify(services().store.batches.items_page(
+            path.batch_id, after=query.after, before=query.before, limit=query.limit, order=query.order))
+    return jsonify(_items_in_status(path.batch_id, query))
+
+
+def _items_in_status(batch_id: str, query: BatchRequestsQuery) -> list[dict[str, Any]]:
+    """A page of the requests in one status: pages of the item list are read until it is full
+    or the list ends (at most the batch's size, MAX_REQUESTS_PER_BATCH)."""
+    store = services().store
+    found: list[dict[str, Any]] = []
+    after, before = query.after, query.before
+    backward = before is not None and after is None
+    while len(found) < query.limit:
+        items = store.batches.items_page(batch_id, after=after, before=before, limit=STATUS_SCAN_PAGE,
+                                         order=query.order)
+        matches = [item for item in items if item["status"] == query.status]
+        # Walking back from `before`, each further page comes earlier in the answer.
+        found = matches + found if backward else found + matches
+        if len(items) < STATUS_SCAN_PAGE:
+            break
+        if backward:
+            before = items[0]["id"]
+        else:
+            after = items[-1]["id"]
+    return found[-query.limit:] if backward else found[:query.limit]
+
+
+def check_max_steps(request: LettaRequest, ceiling: int, *, loc: list[str | int]) -> None:
+    """The ceiling is a setting, so it is checked here rather than in the schema."""
+    if request.max_steps is not None and request.max_steps > ceiling:
+        raise invalid_field(loc, f"must be at most {ceiling} (BATCHLINE_MAX_STEPS_CEILING)")
 
 
 def _batch_or_404(batch_id: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 import redis
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, current_app, jsonify
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -21,10 +21,19 @@ _NO_RETRY_STATUSES = frozenset({409})
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, detail: str) -> None:
+    """An error answer; `errors` lists the fields of a 422 (`[{"loc": [...], "msg": ...}]`)."""
+
+    def __init__(self, status: int, detail: str, *, errors: list[dict[str, Any]] | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.errors = errors
+
+
+def invalid_field(loc: list[str | int], msg: str) -> ApiError:
+    """A 422 shaped like pydantic's, for a check made outside the schema."""
+    path = ".".join(str(part) for part in loc)
+    return ApiError(422, f"Invalid request: {path}: {msg}.", errors=[{"loc": loc, "msg": msg}])
 
 
 def not_found(kind: str, object_id: str) -> ApiError:
@@ -40,12 +49,10 @@ def error_response(status: int, detail: str, **extra: Any) -> Response:
 
 
 def validation_error_response(error: ValidationError) -> Response:
-    """422 naming each invalid field and why, never echoing the input back."""
-    if request.content_length and request.get_json(silent=True) is None:
-        return error_response(422, "Invalid request: body: not a valid JSON document.",
-                              errors=[{"loc": ["body"], "msg": "not a valid JSON document"}])
+    """422 naming each invalid field and why, never echoing the input back. (A body that is no
+    JSON object never gets here: app.api.body_guard answers it first.)"""
     errors = [
-        {"loc": _without_union_tags(detail["loc"]), "msg": detail["msg"]}
+        {"loc": _without_union_tags(detail["loc"]), "msg": _message(detail)}
         for detail in error.errors(include_url=False, include_input=False, include_context=False)
     ]
     sentence = "; ".join(
@@ -53,6 +60,12 @@ def validation_error_response(error: ValidationError) -> Response:
     if len(errors) > 10:
         sentence += f"; and {len(errors) - 10} more"
     return error_response(422, f"Invalid request: {sentence}.", errors=errors[:100])
+
+
+def _message(detail: Any) -> str:
+    if detail["type"] == "extra_forbidden":  # only query models forbid extras; bodies ignore them
+        return "unknown query parameter for this route (see /docs/openapi.json); it is refused, not ignored"
+    return detail["msg"]
 
 
 def _without_union_tags(loc: tuple[str | int, ...]) -> list[str | int]:
@@ -68,6 +81,8 @@ def _is_union_tag(part: str | int, before: str | int) -> bool:
 def register(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError) -> Response:
+        if error.errors is not None:
+            return error_response(error.status, error.detail, errors=error.errors)
         return error_response(error.status, error.detail)
 
     @app.errorhandler(UnknownCursor)
@@ -83,7 +98,8 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
         if error.code == 413:
-            return error_response(413, "Request body too large.")
+            limit = current_app.config["MAX_CONTENT_LENGTH"]
+            return error_response(413, f"Request body too large: the limit is {limit} bytes{_binary_size(limit)}.")
         if error.response is not None and error.response.status_code == 422:
             return error.response  # flask-openapi3's validation abort, already shaped
         return error_response(error.code or 500, error.description or error.name)
@@ -92,3 +108,11 @@ def register(app: Flask) -> None:
     def _unexpected(error: Exception) -> Response:
         logger.exception("Unhandled error")
         return error_response(500, "Internal error; it has been logged.")
+
+
+def _binary_size(size_bytes: int) -> str:
+    """` (256 MiB)`, or nothing under 1 KiB."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size_bytes >= scale:
+            return f" ({size_bytes / scale:.4g} {unit})"
+    return ""

@@ -1,17 +1,30 @@
-"""Liveness and readiness probes."""
+"""Where to start (the root), liveness and readiness probes."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import redis
-from flask import jsonify
+from flask import jsonify, redirect
 from flask_openapi3 import APIBlueprint, Tag
 
 from app.api.errors import error_response
 from app.services import services
 
 health = APIBlueprint("health", __name__, abp_tags=[Tag(name="health")])
+
+
+@health.get("/")
+def index() -> Any:
+    """What this server is and where its documentation and probes are."""
+    return jsonify({"name": "Batchline", "api": "/v1", "docs": "/docs/swagger", "openapi": "/docs/openapi.json",
+                    "health": "/healthz", "ready": "/readyz"})
+
+
+@health.get("/docs/swagger/", doc_ui=False)
+def swagger_with_slash() -> Any:
+    # The Swagger page links its assets relative to its own URL, so it is served without the slash.
+    return redirect("/docs/swagger", code=308)
 
 
 @health.get("/healthz")

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from app.engine.tools import BUILTIN_TOOLS
 from app.providers import SUPPORTED_PROVIDERS, UnknownProvider, split_handle
-from app.schemas.common import Lenient
+from app.schemas.common import Lenient, PageQuery
 from app.schemas.tool_rules import ToolRule
 
 #: Context window assumed when neither the request nor a known model says otherwise.
@@ -111,12 +111,16 @@ class CreateAgent(Lenient):
         return config
 
 
-class AgentListQuery(Lenient):
-    before: str | None = None
-    after: str | None = None
-    limit: int = Field(100, ge=1, le=1000)
-    order: str = Field("desc", pattern="^(asc|desc)$")
-    name: str | None = None
+class AgentListQuery(PageQuery):
+    name: str | None = Field(None, description="Only the agents of this exact name.")
+
+
+class AgentMessagesQuery(PageQuery):
+    """The history page, shown as a request with these options would show its messages."""
+
+    use_assistant_message: bool = True
+    assistant_message_tool_name: str = "send_message"
+    assistant_message_tool_kwarg: str = "message"
 
 
 class AgentState(BaseModel):

@@ -12,7 +12,6 @@ from app.schemas.messages import ApprovalCreate, Content, MessageCreate, Request
 from app.vocabulary import BatchStatus, ItemStatus
 
 MAX_REQUESTS_PER_BATCH = 100_000
-MAX_STEPS_CEILING = 1000
 
 
 class ClientTool(Lenient):
@@ -26,7 +25,9 @@ class LettaRequest(Lenient):
 
     messages: list[RequestMessage] | None = None
     input: Content | None = None
-    max_steps: int | None = Field(None, ge=1, le=MAX_STEPS_CEILING)
+    #: 0 or below ends the request with `max_steps` before any model call (as on Letta); the
+    #: ceiling is a setting, checked by the routes (BATCHLINE_MAX_STEPS_CEILING).
+    max_steps: int | None = None
     use_assistant_message: bool = True
     assistant_message_tool_name: str = "send_message"
     assistant_message_tool_kwarg: str = "message"
@@ -91,6 +92,7 @@ class BatchMessagesQuery(PageQuery):
 
 class BatchRequestsQuery(PageQuery):
     order: Literal["asc", "desc"] = "asc"
+    status: ItemStatus | None = Field(None, description="Only the requests in this status.")
 
 
 class RequestCounts(BaseModel):

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 #: Longest text of one message field (a string `content` or `input`, or one text part), in
 #: characters: about 2 million tokens, more than any model's context window takes.
 MAX_TEXT_CHARS = 8_000_000
-#: Page size when a list query gives none, and the largest accepted.
+#: Page size when a list query gives none, and the largest accepted (0 gives an empty page, as
+#: on Letta).
 DEFAULT_PAGE_LIMIT = 100
 MAX_PAGE_LIMIT = 1000
 
@@ -20,10 +21,16 @@ class Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class PageQuery(Lenient):
+class StrictQuery(BaseModel):
+    """Query parameters: an unknown one is a 422, since ignoring a filter would answer wrongly."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PageQuery(StrictQuery):
     before: str | None = Field(None, description="An id: the items that precede it in this order.")
     after: str | None = Field(None, description="An id: the items that follow it in this order.")
-    limit: int = Field(DEFAULT_PAGE_LIMIT, ge=1, le=MAX_PAGE_LIMIT)
+    limit: int = Field(DEFAULT_PAGE_LIMIT, ge=0, le=MAX_PAGE_LIMIT)
     order: Literal["asc", "desc"] = "desc"
     order_by: Literal["created_at"] = "created_at"
 

@@ -59,7 +59,7 @@ def test_given_an_unknown_agent_when_a_batch_is_posted_then_404_names_it_and_no_
      ["requests", 0]),
     ({"requests": [{"agent_id": "agent-1", "messages": [{"role": "robot", "content": "y"}]}]},
      ["requests", 0, "messages", 0, "role"]),
-    ({"requests": [{"agent_id": "agent-1", "input": "x", "max_steps": 0}]}, ["requests", 0, "max_steps"]),
+    ({"requests": [{"agent_id": "agent-1", "input": "x", "max_steps": 1001}]}, ["requests", 0, "max_steps"]),
     ({"requests": [{"agent_id": "agent-1", "input": "x"}], "callback_url": "ftp://example.com"}, ["callback_url"]),
     ({"requests": "nope"}, ["requests"]),
     ({"requests": [{"agent_id": "agent-1", "input": "x"}], "callback_url": "http://example.com:99999/x"},
@@ -174,7 +174,7 @@ def test_given_a_body_over_the_ceiling_when_posted_then_413(settings):
     small = create_app(settings.model_copy(update={"max_body_bytes": 1000})).test_client()
     response = small.post("/v1/messages/batches", data=b"x" * 2000, content_type="application/json")
     assert response.status_code == 413
-    assert response.get_json() == {"detail": "Request body too large."}
+    assert response.get_json() == {"detail": "Request body too large: the limit is 1000 bytes."}
 
 
 def test_given_10000_requests_when_posted_then_it_is_answered_well_under_a_second(client, agent_id):

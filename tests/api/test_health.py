@@ -35,3 +35,17 @@ def test_given_the_app_when_the_openapi_document_is_fetched_then_it_lists_every_
 def test_given_an_unknown_route_when_called_then_404_is_json(client):
     response = client.get("/v1/nothing")
     assert response.status_code == 404 and "detail" in response.get_json()
+
+
+def test_given_the_root_url_when_fetched_then_it_points_to_the_docs_and_probes_that_answer(client):
+    root = client.get("/")
+    assert root.status_code == 200
+    links = root.get_json()
+    assert links["name"] == "Batchline"
+    for key in ("docs", "openapi", "health", "ready"):
+        assert client.get(links[key]).status_code == 200, key
+
+
+def test_given_the_swagger_url_with_a_trailing_slash_when_fetched_then_it_leads_to_the_swagger_page(client):
+    page = client.get("/docs/swagger/", follow_redirects=True)
+    assert page.status_code == 200 and b"swagger-ui" in page.data and page.request.path == "/docs/swagger"

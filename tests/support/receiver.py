@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+#: A self-signed certificate (and its key) for the name `callback.test` only, valid until 2126.
+TEST_CERTIFICATE = Path(__file__).parent / "tls" / "callback.test.pem"
 
 
 @dataclass
@@ -21,11 +26,13 @@ class Received:
 
 
 class CallbackReceiver:
-    """Answers each POST with the next status of `statuses` (the last one repeats)."""
+    """Answers each POST with the next status of `statuses` (the last one repeats). With
+    `certfile`, it speaks https and records the name each client asked for (SNI)."""
 
-    def __init__(self, *, statuses: tuple[int, ...] = (200,)) -> None:
+    def __init__(self, *, statuses: tuple[int, ...] = (200,), certfile: Path | None = None) -> None:
         self.statuses = list(statuses)
         self.received: list[Received] = []
+        self.server_names: list[str | None] = []
         self._lock = threading.Lock()
         receiver = self
 
@@ -44,7 +51,15 @@ class CallbackReceiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/batch"
+        self.port = self.server.server_address[1]
+        scheme = "http"
+        if certfile is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(certfile)
+            context.sni_callback = lambda _socket, name, _context: self.server_names.append(name)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.port}/hooks/batch"
 
     def __enter__(self) -> CallbackReceiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
