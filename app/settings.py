@@ -1,7 +1,9 @@
 """Batchline's configuration: environment variables (and a `.env` file), read once per process.
 
-Names without the `BATCHLINE_` prefix are the conventional ones other tools share (`PORT`,
-`REDIS_URL`, the provider keys); everything of Batchline's own is `BATCHLINE_<FIELD>`.
+Names without the `BATCHLINE_` prefix are the conventional ones other tools share (`REDIS_URL`,
+the provider keys); everything of Batchline's own is `BATCHLINE_<FIELD>`. The port is
+`BATCHLINE_PORT`, not `PORT`: honcho sets `PORT` for every process it starts (5000 unless told
+otherwise), so `PORT` cannot tell "the user chose a port" from "honcho's default".
 Build it in a factory (`create_app`, the broker module), never at import of a library module.
 """
 
@@ -32,7 +34,9 @@ class Settings(BaseSettings):
         hide_input_in_errors=True,
     )
 
-    port: int = Field(DEFAULT_PORT, validation_alias="PORT")
+    #: Read by the Procfile's web line (`${BATCHLINE_PORT:-8283}`); kept here so it is validated
+    #: and listed with the other settings.
+    port: int = Field(DEFAULT_PORT, ge=1, le=65535)
     #: None means: start (or join) the embedded redis-server under `var_dir`.
     redis_url: str | None = Field(None, validation_alias="REDIS_URL")
     var_dir: Path = Path("var")

@@ -28,7 +28,8 @@ class Service:
     stack: ExitStack
 
     def client(self) -> Letta:
-        return Letta(base_url=self.base_url, max_retries=0)
+        # strict: a response whose shape differs from the SDK's models fails instead of passing
+        return Letta(base_url=self.base_url, max_retries=0, _strict_response_validation=True)
 
     def add_worker(self, *, processes: int = 1, threads: int = 8, name: str = "worker2") -> Any:
         return self.stack.enter_context(

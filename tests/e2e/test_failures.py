@@ -12,6 +12,7 @@ import httpx
 from tests.e2e.conftest import wait_for_status, wait_until
 from tests.e2e.test_sdk_end_to_end import _openai_agent
 from tests.fakes.model_servers import FakeOpenAIServer, Reply
+from tests.support.queues import wait_for_idle_queues
 from tests.support.receiver import CallbackReceiver
 
 
@@ -76,7 +77,7 @@ def test_given_a_callback_endpoint_that_always_fails_then_the_latest_attempt_is_
         assert len(receiver.wait_for(2, timeout_s=30)) == 2
         assert wait_until(lambda: client.batches.retrieve(batch.id).callback_status_code == 500, timeout_s=5)
         assert "500" in client.batches.retrieve(batch.id).callback_error
-        assert wait_until(lambda: False, timeout_s=3) is False
+        wait_for_idle_queues(service.env["REDIS_URL"])
         assert len(receiver.received) == 2
 
 

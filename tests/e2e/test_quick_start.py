@@ -1,20 +1,24 @@
 """The README's quick start: its run command serves the whole service (web, worker, embedded
-Redis) on 127.0.0.1:8283, data survives a restart, and CI runs the README's test command."""
+Redis) on `BATCHLINE_PORT` (8283 by default), data survives a restart, and CI runs the README's
+test command. The service under test runs on a free port with its own data directory, so this
+passes beside a Batchline already serving on 8283."""
 
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 import redis
 
+from app.embedded_redis import free_port
+from app.settings import DEFAULT_PORT
 from tests.support.processes import REPO, service_env, stop, wait_http
-
-PORT = 8283
 
 
 def quick_start_commands() -> list[str]:
@@ -32,14 +36,31 @@ def test_given_the_readme_then_it_gives_exactly_two_commands_and_ci_runs_the_sec
     assert commands[1] in (REPO / ".ci" / "run").read_text()
 
 
-def _start(var_dir: Path, log: Path) -> subprocess.Popen:
+def _procfile_line(name: str) -> str:
+    lines = (REPO / "Procfile").read_text().splitlines()
+    return next(line.split(":", 1)[1].strip() for line in lines if line.startswith(f"{name}:"))
+
+
+@pytest.mark.parametrize(("chosen", "bound"), [(None, f"127.0.0.1:{DEFAULT_PORT}"), ("18384", "127.0.0.1:18384")])
+def test_given_honcho_sets_port_5000_when_the_procfile_web_line_expands_then_it_binds_batchline_port_or_8283(
+        chosen, bound):
+    # honcho gives every process PORT (5000 when not told otherwise): the web line must not use it
+    env = {"PATH": "/usr/bin:/bin", "PORT": "5000"} | ({"BATCHLINE_PORT": chosen} if chosen else {})
+    expanded = subprocess.run(["sh", "-c", f"echo {_procfile_line('web')}"], env=env, capture_output=True,
+                              text=True, check=True).stdout
+    assert f"--bind {bound} " in expanded
+
+
+def _start(checkout: Path, var_dir: Path, port: int, log: Path) -> subprocess.Popen:
+    """The README's run command, in a directory holding the Procfile (and no `.env`), with
+    `BATCHLINE_PORT` exported as the README says."""
     run_service = quick_start_commands()[0].split("&&")[-1].strip()
-    env = service_env(None, BATCHLINE_VAR_DIR=str(var_dir))
-    env.pop("PORT", None)
+    shutil.copy(REPO / "Procfile", checkout / "Procfile")
+    env = service_env(None, BATCHLINE_VAR_DIR=str(var_dir), BATCHLINE_PORT=str(port))
     with open(log, "ab") as out:
-        process = subprocess.Popen(["bash", "-c", run_service], cwd=REPO, env=env, stdout=out,
+        process = subprocess.Popen(["bash", "-c", run_service], cwd=checkout, env=env, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True)
-    wait_http(f"http://127.0.0.1:{PORT}/readyz", timeout_s=60, process=process)
+    wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=60, process=process)
     return process
 
 
@@ -47,14 +68,16 @@ def _embedded_port(var_dir: Path) -> int:
     return int((var_dir / "redis.port").read_text())
 
 
-def test_given_no_redis_url_when_the_readme_command_runs_then_it_serves_on_8283_and_keeps_data_across_a_restart(
+def test_given_batchline_port_and_no_redis_url_when_the_readme_command_runs_then_it_serves_there_and_keeps_data(
         tmp_path):
-    var_dir, log = tmp_path / "var", tmp_path / "honcho.log"
-    base = f"http://127.0.0.1:{PORT}"
-    process = _start(var_dir, log)
+    var_dir, log, port = tmp_path / "var", tmp_path / "honcho.log", free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = _start(tmp_path, var_dir, port, log)
     try:
-        port = _embedded_port(var_dir)
+        redis_port = _embedded_port(var_dir)
         agent = httpx.post(f"{base}/v1/agents/", json={"name": "keeper", "model": "simulated/echo"}).json()
+        # the answer came from this service: the agent is in its own embedded Redis
+        assert any(redis.Redis(port=redis_port).scan_iter(match=f"*{agent['id']}*"))
         batch = httpx.post(f"{base}/v1/messages/batches",
                            json={"requests": [{"agent_id": agent["id"], "input": f"hi {i}"} for i in range(5)]}).json()
         deadline = time.monotonic() + 30
@@ -65,12 +88,12 @@ def test_given_no_redis_url_when_the_readme_command_runs_then_it_serves_on_8283_
         stop(process, sig=signal.SIGINT)
     # the embedded Redis stops with the service
     deadline = time.monotonic() + 15
-    while _answers(port):
+    while _answers(redis_port):
         assert time.monotonic() < deadline, "embedded redis-server outlived the service"
         time.sleep(0.2)
     assert (var_dir / "appendonly.aof").exists()
 
-    process = _start(var_dir, log)
+    process = _start(tmp_path, var_dir, port, log)
     try:
         assert httpx.get(f"{base}/v1/agents/{agent['id']}").json()["name"] == "keeper"
         again = httpx.get(f"{base}/v1/messages/batches/{batch['id']}").json()
@@ -86,4 +109,3 @@ def _answers(port: int) -> bool:
         return bool(redis.Redis(port=port, socket_connect_timeout=0.5).ping())
     except redis.RedisError:
         return False
-

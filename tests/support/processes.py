@@ -1,5 +1,9 @@
 """Start Batchline's real processes for tests: gunicorn serving the app, the dramatiq CLI over
-the actors package, or the whole Procfile under honcho."""
+the actors package, or the whole Procfile under honcho.
+
+They run in the directory of their log (the test's own tmp dir), not in the repo: Settings reads
+`.env` from the working directory, and a developer's `.env` in the checkout must not reach the
+processes under test. The editable install makes `app` and `actors` importable from anywhere."""
 
 from __future__ import annotations
 
@@ -59,9 +63,9 @@ def spawn(args: list[str], *, env: dict[str, str], cwd: Path, log: Path) -> subp
 
 
 @contextmanager
-def web_process(env: dict[str, str], *, port: int, log: Path, cwd: Path = REPO) -> Iterator[str]:
+def web_process(env: dict[str, str], *, port: int, log: Path, cwd: Path | None = None) -> Iterator[str]:
     process = spawn([str(BIN / "gunicorn"), "--worker-class", "gthread", "--workers", "1", "--threads", "8",
-                     "--bind", f"127.0.0.1:{port}", "app:create_app()"], env=env, cwd=cwd, log=log)
+                     "--bind", f"127.0.0.1:{port}", "app:create_app()"], env=env, cwd=cwd or log.parent, log=log)
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{base_url}/readyz", process=process)
@@ -72,10 +76,10 @@ def web_process(env: dict[str, str], *, port: int, log: Path, cwd: Path = REPO) 
 
 @contextmanager
 def worker_process(env: dict[str, str], *, log: Path, processes: int = 1, threads: int = 8,
-                   cwd: Path = REPO) -> Iterator[subprocess.Popen]:
+                   cwd: Path | None = None) -> Iterator[subprocess.Popen]:
     env = {"dramatiq_queue_prefetch": str(threads), "dramatiq_worker_timeout": "100", **env}
     process = spawn([str(BIN / "dramatiq"), "actors", "--processes", str(processes), "--threads", str(threads)],
-                    env=env, cwd=cwd, log=log)
+                    env=env, cwd=cwd or log.parent, log=log)
     try:
         _wait_for_log(log, "Worker process is ready", count=processes, process=process)
         yield process
