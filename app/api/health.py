@@ -37,7 +37,7 @@ def healthz() -> Any:
 def readyz() -> Any:
     """Ready to serve: Redis answers. 503 otherwise."""
     try:
-        services().store.client.ping()
+        services().store.ping()
     except redis.RedisError as exc:
         return error_response(503, f"Redis is unavailable: {type(exc).__name__}.")
     return jsonify({"status": "ready"})

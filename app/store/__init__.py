@@ -32,5 +32,9 @@ class Store:
         self.runs = RunStore(client=client, scripts=scripts)
         self.secrets = SecretStore(client=client)
 
+    def ping(self) -> bool:
+        """Redis answers (raises redis.RedisError when it does not)."""
+        return bool(self.client.ping())
+
 
 __all__ = ["AgentStore", "BatchStore", "MessageStore", "RunStore", "SecretStore", "Store", "connect"]

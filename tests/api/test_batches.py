@@ -188,3 +188,26 @@ def test_given_10000_requests_when_posted_then_it_is_answered_well_under_a_secon
     assert response.get_json()["request_counts"]["total"] == 10_000
     # a correctness bound, not a benchmark: bench/ measures the real figure
     assert elapsed < 5.0
+
+
+@pytest.mark.parametrize(("request_body", "path"), [
+    ({"input": "x" * 8_000_001}, ["requests", 0, "input"]),
+    ({"messages": [{"role": "user", "content": "x" * 8_000_001}]}, ["requests", 0, "messages", 0, "content"]),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "x" * 8_000_001}]}]},
+     ["requests", 0, "messages", 0, "content", 0, "text"]),
+])
+def test_given_a_message_text_over_its_limit_when_posted_then_422_names_the_field_and_nothing_is_stored(
+        app, client, agent_id, request_body, path):
+    response = client.post("/v1/messages/batches", json={"requests": [{"agent_id": agent_id, **request_body}]})
+    assert response.status_code == 422
+    payload = response.get_json()
+    assert path in [error["loc"] for error in payload["errors"]]
+    assert "8000000 characters" in payload["detail"]
+    assert len(response.data) < 10_000  # the reason, never the input echoed back
+    assert _batch_count(app) == 0
+
+
+def test_given_a_message_text_at_its_limit_when_posted_then_it_is_accepted(client, agent_id):
+    body = {"requests": [{"agent_id": agent_id, "input": "x" * 8_000_000}]}
+    response = client.post("/v1/messages/batches", json=body)
+    assert response.status_code == 200
