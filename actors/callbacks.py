@@ -34,6 +34,8 @@ def webhook_secret(store: Store) -> str:
     return store.secrets.webhook_secret(generate=new_secret)
 
 
+# Attempts are counted in Redis (a redelivered or re-queued message does not start the count
+# again); Dramatiq's retries only pace them.
 @dramatiq.actor(actor_name=SEND_CALLBACK, queue_name=CALLBACKS_QUEUE,
                 max_retries=max(0, settings.callback_max_attempts - 1),
                 min_backoff=CALLBACK_MIN_BACKOFF_MS, max_backoff=CALLBACK_MAX_BACKOFF_MS,
@@ -43,19 +45,26 @@ def send_callback(batch_id: str) -> None:
     batch = store.batches.get(batch_id)
     if batch is None or batch["callback_url"] is None:
         return
-    if not store.batches.lock_callback(batch_id, ttl_s=settings.callback_timeout_s + 10):
+    token = store.callbacks.lock(batch_id, ttl_s=settings.callback_timeout_s + 10)
+    if token is None:
         return  # another delivery is under way; if it fails, its own message is retried
     try:
-        if not store.batches.callback_owed(batch_id):
+        attempts = store.callbacks.attempts(batch_id)
+        if not store.callbacks.owed(batch_id) or attempts >= settings.callback_max_attempts:
             return
         with httpx.Client(timeout=settings.callback_timeout_s) as client:
             result = deliver(batch["callback_url"], payload(batch), webhook_id=f"msg_{batch_id}",
                              secret=webhook_secret(store), client=client,
                              allow_private=settings.callback_allow_private)
-        store.batches.record_callback_attempt(batch_id, sent_us=result.sent_us, status_code=result.status_code,
-                                              error=result.error, delivered=result.delivered)
+        attempts = store.callbacks.record_attempt(batch_id, sent_us=result.sent_us, status_code=result.status_code,
+                                                  error=result.error, delivered=result.delivered)
     finally:
-        store.batches.unlock_callback(batch_id)
-    if not result.delivered:
-        logger.warning("Callback of batch %s failed: %s", batch_id, result.error)
-        raise CallbackFailed(result.error)
+        store.callbacks.unlock(batch_id, token=token)
+    if result.delivered:
+        return
+    if attempts >= settings.callback_max_attempts:
+        logger.warning("Callback of batch %s failed: %s; giving up after %d attempts", batch_id, result.error,
+                       attempts)
+        return
+    logger.warning("Callback of batch %s failed: %s", batch_id, result.error)
+    raise CallbackFailed(result.error)

@@ -6,8 +6,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-import redis
-
+from app.outage import outage
+from app.redis_retry import UNAVAILABLE
 from app.store import Store
 
 logger = logging.getLogger(__name__)
@@ -15,14 +15,9 @@ logger = logging.getLogger(__name__)
 
 async def renew_leases(*, store: Store, owner: str, lease_s: float, item_ids: Callable[[], list[str]]) -> None:
     """Every third of a lease, extend the leases of the items this owner still runs."""
-    failing = False
     while True:
         await asyncio.sleep(lease_s / 3)
         try:
             store.runs.renew(item_ids=item_ids(), owner=owner, lease_s=lease_s)
-        except redis.RedisError as exc:
-            if not failing:
-                logger.warning("Could not renew item leases (%s); retrying", type(exc).__name__)
-            failing = True
-        else:
-            failing = False
+        except UNAVAILABLE as exc:
+            outage.lost(exc)

@@ -5,7 +5,10 @@ each chunk occupies a single worker thread.
 Each item is claimed under a lease (actors/leases.py keeps it alive), admitted within the
 process's memory budget (actors/memory.py), run through the engine's RequestRunner, and stopped
 mid-stream when its batch is cancelled or expires (actors/stops.py). Items still running when the
-worker shuts down are given back, so a redelivered chunk runs them elsewhere at once.
+worker shuts down are given back, so a redelivered chunk runs them elsewhere at once. A failure
+stays with its item: a Redis outage is waited out (a finished run keeps its result and commits
+when Redis is back), anything else ends that item with `error`, and its siblings run on. The
+process also takes its turn at the reconciler's sweep (actors/reconciler.py).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import socket
 import time
 import uuid
@@ -24,10 +28,13 @@ import redis
 
 from actors.leases import renew_leases
 from actors.memory import MemoryBudget
+from actors.reconciler import Reconciler
 from actors.stops import StopListener
 from app.engine.history import context_budget_bytes
 from app.engine.runner import BatchItemRef, Finished, RequestRunner
+from app.outage import outage
 from app.providers import ProviderRegistry, make_http_client
+from app.redis_retry import UNAVAILABLE, RedisRetry
 from app.schemas.batches import LettaBatchRequest
 from app.settings import Settings
 from app.store import Store, connect
@@ -39,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 #: Longest wait between two claims of an item another owner holds.
 BUSY_POLL_MAX_S = 5.0
+#: How often a process that lost Redis checks whether it is back.
+REDIS_PROBE_S = 1.0
 
 _runtime: WorkerRuntime | None = None
 
@@ -82,8 +91,12 @@ class WorkerRuntime:
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.http = make_http_client(self.settings)
+        self.redis_retry = RedisRetry(give_up=lambda: self.shutting_down)
         self.runner = RequestRunner(settings=self.settings, store=self.store,
-                                    providers=ProviderRegistry(settings=self.settings, client=self.http))
+                                    providers=ProviderRegistry(settings=self.settings, client=self.http),
+                                    redis_retry=self.redis_retry)
+        self.reconciler = Reconciler(store=self.store, tasks=self.tasks,
+                                     callback_max_attempts=self.settings.callback_max_attempts)
         self.streams = asyncio.Semaphore(self.settings.worker_max_streams)
         self.memory = MemoryBudget(budget_bytes=self.settings.worker_memory_budget_mb * 1024 * 1024)
         self.stops = StopListener(store=self.store, loop=self.loop, on_stop=self.stop_batch_locally,
@@ -93,6 +106,8 @@ class WorkerRuntime:
             self.stops.start(),
             asyncio.create_task(renew_leases(store=self.store, owner=self.owner, lease_s=self.settings.item_lease_s,
                                              item_ids=lambda: list(self.in_flight))),
+            asyncio.create_task(self._sweep_periodically()),
+            asyncio.create_task(self._watch_redis()),
         ]
 
     def begin_shutdown(self) -> None:
@@ -119,23 +134,53 @@ class WorkerRuntime:
             runs = [group.create_task(self.run_item(batch_id, item_id)) for item_id in item_ids]
         if not all(run.result() for run in runs):
             raise ItemsReleased(f"worker shutting down: items of batch {batch_id} [{start}..{stop}] given back")
-        if self.store.batches.needs_finalize(batch_id):
-            self.tasks.send(FINALIZE_BATCH, batch_id)
+        await self.redis_retry.call(self.store.progress.finish_chunk, batch_id, start=start)
+        if self.store.progress.needs_finalize(batch_id):
+            self._send_finalize(batch_id)
 
     async def run_item(self, batch_id: str, item_id: str) -> bool:
-        """See one item to its end; False when it was given back because the worker is stopping."""
+        """See one item to its end; False when it was given back because the worker is stopping.
+        Never raises: whatever goes wrong stays with this item."""
+        while True:
+            try:
+                return await self._run_item(batch_id, item_id)
+            except UNAVAILABLE as exc:
+                outage.lost(exc)
+                if self.shutting_down:
+                    return False
+                await asyncio.sleep(REDIS_PROBE_S)  # then claim again: a claim of our own lease runs on
+            except Exception:
+                logger.exception("Request %s of batch %s failed unexpectedly; it ends with error", item_id,
+                                 batch_id)
+                return await self._end_with_error(batch_id, item_id)
+
+    async def _end_with_error(self, batch_id: str, item_id: str) -> bool:
+        try:
+            agent_id = self.store.runs.load_item(item_id).agent_id
+            ref = BatchItemRef(batch_id, item_id, 0)
+            self._finished(batch_id, await self.runner.record_error(
+                agent_id, ref, "Internal error while running this request; see the worker's log.",
+                started_ns=time.monotonic_ns()))
+        except Exception:  # Redis gone again, or the same bug: the lease lapses and the sweep retries
+            self._release(item_id)
+        return True
+
+    async def _run_item(self, batch_id: str, item_id: str) -> bool:
         while True:
             async with self.streams:
                 if self.shutting_down:
                     return False
-                claim = self.store.runs.claim(batch_id=batch_id, item_id=item_id, owner=self.owner,
-                                              lease_s=self.settings.item_lease_s)
+                if item_id in self.in_flight:  # a duplicate message of a chunk this process runs
+                    claim = Claim("busy", 0)
+                else:
+                    claim = self.store.runs.claim(batch_id=batch_id, item_id=item_id, owner=self.owner,
+                                                  lease_s=self.settings.item_lease_s)
                 if claim.action == "run":
                     return await self._run_claimed(batch_id, item_id, claim)
             if claim.action == "stop_running":
                 agent_id = self.store.runs.load_item(item_id).agent_id
                 ref = BatchItemRef(batch_id, item_id, claim.now_us)
-                self._finished(batch_id, self.runner.record_stop(agent_id, ref, self._stop_status(batch_id)))
+                self._finished(batch_id, await self.runner.record_stop(agent_id, ref, self._stop_status(batch_id)))
             if claim.action != "busy":
                 return True
             # Another owner holds it. Acking this message now could strand the item if that owner
@@ -155,8 +200,8 @@ class WorkerRuntime:
             # Stopped before its run began (waiting for memory): settle it as stopped.
             task.uncancel()
             agent_id = self.store.runs.load_item(item_id).agent_id
-            finished = self.runner.record_stop(agent_id, BatchItemRef(batch_id, item_id, claim.now_us),
-                                               self._stop_status(batch_id))
+            finished = await self.runner.record_stop(agent_id, BatchItemRef(batch_id, item_id, claim.now_us),
+                                                     self._stop_status(batch_id))
         except BaseException:
             # Whatever failed after the claim (Redis, a bug): give the item back, so the retried
             # chunk runs it at once instead of waiting out a lease nobody renews.
@@ -174,8 +219,8 @@ class WorkerRuntime:
         item = self.store.runs.load_item(item_id)
         agent = self.store.agents.get(item.agent_id)
         if agent is None:
-            return self.runner.record_error(item.agent_id, ref, f"Agent {item.agent_id} was deleted before this "
-                                            "request ran.", started_ns=started_ns)
+            return await self.runner.record_error(item.agent_id, ref, f"Agent {item.agent_id} was deleted before "
+                                                  "this request ran.", started_ns=started_ns)
         history_bytes = min(self.runner.history.held_bytes(agent["id"]), context_budget_bytes(agent["llm_config"]))
         async with self.memory.reserve(3 * item.request_bytes + 2 * history_bytes):
             request = LettaBatchRequest.model_validate_json(self.store.runs.load_request(item_id))
@@ -185,7 +230,47 @@ class WorkerRuntime:
 
     def _finished(self, batch_id: str, finished: Finished) -> None:
         if finished.commit.committed and finished.commit.remaining == 0:
+            self._send_finalize(batch_id)
+
+    def _send_finalize(self, batch_id: str) -> None:
+        try:
             self.tasks.send(FINALIZE_BATCH, batch_id)
+        except UNAVAILABLE as exc:  # the reconciler asks again once Redis is back
+            outage.lost(exc)
+
+    # -- the sweep and the connection ------------------------------------------------------
+
+    async def _sweep_periodically(self) -> None:
+        interval_s = self.settings.sweep_interval_s
+        while True:
+            # Spread the processes' attempts, so one is not always the one that sweeps.
+            await asyncio.sleep(interval_s * random.uniform(0.5, 1.0))
+            try:
+                if self.store.sweeps.try_lease(owner=self.owner, ttl_s=interval_s * 0.9):
+                    await asyncio.to_thread(self.sweep_once)
+            except UNAVAILABLE as exc:
+                outage.lost(exc)
+            except Exception:
+                logger.exception("The reconciler's sweep failed; the next one tries again")
+
+    def sweep_once(self) -> None:
+        started = time.monotonic()
+        repairs = self.reconciler.sweep()
+        seconds, micros = self.store.client_time()
+        self.store.sweeps.record(owner=self.owner, finished_us=seconds * 1_000_000 + micros,
+                                 duration_ms=(time.monotonic() - started) * 1000, repairs=repairs.counts())
+        if repairs.repaired:
+            logger.info("Sweep repaired: %s", ", ".join(
+                f"{count} {name.replace('_', ' ')}" for name, count in repairs.counts().items()
+                if count and name not in ("batches_visited", "batches_retired")))
+
+    async def _watch_redis(self) -> None:
+        while True:
+            await asyncio.sleep(REDIS_PROBE_S)
+            if outage.down:
+                with contextlib.suppress(redis.RedisError):
+                    self.store.ping()
+                    outage.back()
 
     def _release(self, item_id: str) -> None:
         with contextlib.suppress(redis.RedisError):

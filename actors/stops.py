@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import redis
 
+from app.outage import outage
 from app.store import Store
 from app.vocabulary import STOPPED_BATCH_STATUSES
 
@@ -48,9 +49,8 @@ class StopListener:
                     if message and message["type"] == "message":
                         self.loop.call_soon_threadsafe(self.on_stop, message["data"])
                 pubsub.close()
-            except (redis.RedisError, OSError):
-                logger.warning("Stop listener lost Redis; reconnecting in %g s (the poll covers the gap)",
-                               RECONNECT_DELAY_S)
+            except (redis.RedisError, OSError) as exc:
+                outage.lost(exc)  # the poll covers what pub/sub misses meanwhile
                 time.sleep(RECONNECT_DELAY_S)
             except RuntimeError:  # the event loop closed under us: the runtime is gone
                 return

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     #: A worker process close to this resident memory starts no new items until running ones
     #: end (one at a time still runs, so nothing waits forever).
     worker_memory_budget_mb: int = Field(2048, ge=64)
+    #: How often the reconciler sweeps the active batches (one worker process at a time):
+    #: expiries, lost messages and callbacks are repaired within about this long.
+    sweep_interval_s: float = Field(15.0, gt=0)
     #: How often a worker re-reads the status of the batches it runs, in case a stop published
     #: on Redis pub/sub was missed (a reconnect).
     stop_poll_s: float = Field(2.0, gt=0)

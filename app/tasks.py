@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.common import dq_name
 
 BATCHES_QUEUE = "batches"
 ITEMS_QUEUE = "items"
@@ -17,23 +19,39 @@ CALLBACKS_QUEUE = "callbacks"
 START_BATCH = "start_batch"
 RUN_CHUNK = "run_chunk"
 FINALIZE_BATCH = "finalize_batch"
-EXPIRE_BATCH = "expire_batch"
 SEND_CALLBACK = "send_callback"
 
 QUEUE_OF = {
     START_BATCH: BATCHES_QUEUE,
     FINALIZE_BATCH: BATCHES_QUEUE,
-    EXPIRE_BATCH: BATCHES_QUEUE,
     RUN_CHUNK: ITEMS_QUEUE,
     SEND_CALLBACK: CALLBACKS_QUEUE,
 }
 
 
 class TaskQueue:
-    def __init__(self, *, broker: dramatiq.Broker) -> None:
+    def __init__(self, *, broker: RedisBroker) -> None:
         self.broker = broker
 
-    def send(self, actor_name: str, *args: Any, delay_ms: int | None = None) -> None:
+    def send(self, actor_name: str, *args: Any, delay_ms: int | None = None) -> str:
+        """Enqueue a message for the actor; returns the message id."""
         message = dramatiq.Message(queue_name=QUEUE_OF[actor_name], actor_name=actor_name, args=args,
                                    kwargs={}, options={})
-        self.broker.enqueue(message, delay=delay_ms)
+        return self.broker.enqueue(message, delay=delay_ms).message_id
+
+    def alive(self, actor_name: str, message_ids: list[str]) -> list[bool]:
+        """Whether each message still exists: waiting, delayed for a retry, or being processed.
+        A message acked, dead-lettered, purged or lost with a Redis failover is not alive.
+
+        This reads the Redis broker's layout (`<namespace>:<queue>.msgs` holds every message
+        from enqueue to ack; `<queue>.DQ.msgs` the delayed ones), the one place Batchline does.
+        """
+        if not message_ids:
+            return []
+        queue = f"{self.broker.namespace}:{QUEUE_OF[actor_name]}"
+        with self.broker.client.pipeline(transaction=False) as pipe:
+            for message_id in message_ids:
+                pipe.hexists(f"{queue}.msgs", message_id)
+                pipe.hexists(f"{dq_name(queue)}.msgs", message_id)
+            replies = pipe.execute()
+        return [bool(ready or delayed) for ready, delayed in zip(replies[::2], replies[1::2], strict=True)]

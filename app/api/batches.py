@@ -11,6 +11,8 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from app.api.errors import ApiError, invalid_field, not_found
 from app.callbacks import UnresolvableCallbackHost, UnsafeCallbackTarget, check_target
+from app.outage import outage
+from app.redis_retry import UNAVAILABLE, RedisRetry
 from app.schemas.batches import (
     BatchItem,
     BatchJob,
@@ -28,6 +30,8 @@ from app.vocabulary import BatchStatus
 
 logger = logging.getLogger(__name__)
 
+#: How long the answer to a create waits for Redis to read back the batch it has just stored.
+CREATED_READ_WAIT_S = 10.0
 #: Items read per round trip while looking for the requests in one status.
 STATUS_SCAN_PAGE = 500
 
@@ -62,16 +66,31 @@ def create_batch(body: CreateBatch) -> Any:
         requests=body.requests, callback_url=body.callback_url, metadata=body.metadata,
         completion_window_s=svc.settings.completion_window_s, idempotency_key=key)
     if created:
-        try:
-            svc.tasks.send(START_BATCH, batch_id)
-        except Exception:
-            svc.store.batches.discard(batch_id, idempotency_key=key)
-            raise
         logger.info("Batch %s created with %d requests", batch_id, len(body.requests))
-    batch = svc.store.batches.get(batch_id)
+    _ensure_started(batch_id, resend=not created)
+    # Stored: a client told 503 now would retry and make a second batch, so wait Redis out a little.
+    batch = RedisRetry(give_up=lambda: False, max_wait_s=CREATED_READ_WAIT_S).call_blocking(
+        svc.store.batches.get, batch_id)
     if batch is None:
-        raise ApiError(409, "A batch with this Idempotency-Key is still being created; retry shortly.")
+        raise not_found("Batch", batch_id)  # created under this key, then deleted
     return jsonify(batch)
+
+
+def _ensure_started(batch_id: str, *, resend: bool) -> None:
+    """Enqueue the batch's fan-out. The batch is stored, so it is accepted whatever happens here:
+    should the message not be sent (or be lost), the reconciler's next sweep starts it. On an
+    idempotent retry, the start is sent again if no message carries it (the first request may
+    have died before it could send it)."""
+    svc = services()
+    progress = svc.store.progress.progress([batch_id])[0]
+    if progress is None or progress.fanout_next > 0 or progress.terminal:
+        return
+    if resend and progress.start_message_id and svc.tasks.alive(START_BATCH, [progress.start_message_id])[0]:
+        return
+    try:
+        svc.store.progress.record_start(batch_id, message_id=svc.tasks.send(START_BATCH, batch_id))
+    except UNAVAILABLE as exc:
+        outage.lost(exc)
 
 
 @batches.get("", responses={200: BatchJob}, strict_slashes=False)

@@ -11,11 +11,14 @@ from flask import Flask, Response, current_app, jsonify
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from app.outage import outage
 from app.schemas.messages import UNION_TAGS, UNION_TAGS_AFTER_FIELD
 from app.store.pagination import UnknownCursor
 
 logger = logging.getLogger(__name__)
 
+#: Seconds a client is asked to wait while Redis is unavailable.
+REDIS_RETRY_AFTER_S = 2
 #: Statuses a Stainless SDK would retry but where retrying cannot help.
 _NO_RETRY_STATUSES = frozenset({409})
 
@@ -91,9 +94,16 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(redis.ConnectionError)
     @app.errorhandler(redis.TimeoutError)
+    @app.errorhandler(redis.ReadOnlyError)  # a failover in progress: the replica does not take writes yet
     def _redis_down(error: redis.RedisError) -> Response:
-        logger.warning("Redis unavailable: %s", error)
-        return error_response(503, "Storage (Redis) is unavailable; try again shortly.")
+        outage.lost(error)
+        return redis_unavailable()
+
+    @app.after_request
+    def _redis_back(response: Response) -> Response:
+        if outage.down and response.status_code < 500:
+            outage.back()
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
@@ -108,6 +118,13 @@ def register(app: Flask) -> None:
     def _unexpected(error: Exception) -> Response:
         logger.exception("Unhandled error")
         return error_response(500, "Internal error; it has been logged.")
+
+
+def redis_unavailable() -> Response:
+    """503 with Retry-After, which the SDKs honour."""
+    response = error_response(503, "Storage (Redis) is unavailable; try again shortly.")
+    response.headers["Retry-After"] = str(REDIS_RETRY_AFTER_S)
+    return response
 
 
 def _binary_size(size_bytes: int) -> str:

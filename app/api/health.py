@@ -8,7 +8,7 @@ import redis
 from flask import jsonify, redirect
 from flask_openapi3 import APIBlueprint, Tag
 
-from app.api.errors import error_response
+from app.api.errors import REDIS_RETRY_AFTER_S, error_response
 from app.services import services
 
 health = APIBlueprint("health", __name__, abp_tags=[Tag(name="health")])
@@ -39,5 +39,7 @@ def readyz() -> Any:
     try:
         services().store.ping()
     except redis.RedisError as exc:
-        return error_response(503, f"Redis is unavailable: {type(exc).__name__}.")
+        response = error_response(503, f"Redis is unavailable: {type(exc).__name__}.")
+        response.headers["Retry-After"] = str(REDIS_RETRY_AFTER_S)
+        return response
     return jsonify({"status": "ready"})

@@ -18,6 +18,7 @@ from app.engine.prompt import compile_system_prompt
 from app.engine.run import AgentRun
 from app.providers import ProviderRegistry
 from app.providers.retry import RetryPolicy
+from app.redis_retry import RedisRetry
 from app.schemas.batches import LettaRequest
 from app.settings import Settings
 from app.store import Store
@@ -62,8 +63,12 @@ StoppedAs = Callable[[], str | None]
 
 class RequestRunner:
     def __init__(self, *, settings: Settings, store: Store, providers: ProviderRegistry,
-                 history: HistoryCache | None = None, clock: Callable[[], int] = time.monotonic_ns) -> None:
+                 history: HistoryCache | None = None, redis_retry: RedisRetry | None = None,
+                 clock: Callable[[], int] = time.monotonic_ns) -> None:
         self.settings = settings
+        #: How a commit waits out a Redis outage: the run's result is in hand, and a run of a
+        #: model is worth more than a wait (without it, the error is raised).
+        self.redis_retry = redis_retry
         self.store = store
         self.providers = providers
         self.history = history or HistoryCache(store=store, max_messages=settings.history_max_messages,
@@ -98,11 +103,11 @@ class RequestRunner:
             if item is None:
                 raise
             # The input is not recorded: it would split a paused tool call from its result.
-            return self._commit(agent["id"], self._failed(StopReason.ERROR, str(exc), started_ns), item, None)
+            return await self._commit(agent["id"], self._failed(StopReason.ERROR, str(exc), started_ns), item, None)
         except PromptTooLarge as exc:
             record = self._failed(exc.stop_reason, str(exc), started_ns)
             record.messages = input_messages(request, agent_id=agent["id"], batch_item_id=batch_item_id)
-            return self._commit(agent["id"], record, item, None, inputs=len(record.messages))
+            return await self._commit(agent["id"], record, item, None, inputs=len(record.messages))
         try:
             await run.execute(timeout_s=self.settings.item_timeout_s)
             record = run.record()
@@ -112,27 +117,31 @@ class RequestRunner:
                 raise
             asyncio.current_task().uncancel()
             record = run.record(outcome=item_status_for_stop(status), stop_reason=stop_reason_for_stop(status))
-        return self._commit(agent["id"], record, item, run, inputs=run.input_count)
+        return await self._commit(agent["id"], record, item, run, inputs=run.input_count)
 
-    def record_stop(self, agent_id: str, item: BatchItemRef, batch_status: str) -> Finished:
+    async def record_stop(self, agent_id: str, item: BatchItemRef, batch_status: str) -> Finished:
         """Settle an item that a dead owner left running in a stopped batch."""
         record = RunRecord(outcome=item_status_for_stop(batch_status), stop_reason=stop_reason_for_stop(batch_status))
-        return self._commit(agent_id, record, item, None)
+        return await self._commit(agent_id, record, item, None)
 
-    def record_error(self, agent_id: str, item: BatchItemRef, error: str, *, started_ns: int) -> Finished:
-        """End an item that cannot run at all (its agent is gone, its request unreadable)."""
-        return self._commit(agent_id, self._failed(StopReason.ERROR, error, started_ns), item, None)
+    async def record_error(self, agent_id: str, item: BatchItemRef, error: str, *, started_ns: int) -> Finished:
+        """End an item that cannot run at all (its agent is gone, its request unreadable, a bug)."""
+        return await self._commit(agent_id, self._failed(StopReason.ERROR, error, started_ns), item, None)
 
     def _failed(self, stop_reason: StopReason, error: str, started_ns: int) -> RunRecord:
         return RunRecord(outcome=ItemStatus.ERRORED, stop_reason=stop_reason, error=error,
                          total_duration_ns=self.clock() - started_ns)
 
-    def _commit(self, agent_id: str, record: RunRecord, item: BatchItemRef | None, run: AgentRun | None,
-                *, inputs: int = 0) -> Finished:
+    async def _commit(self, agent_id: str, record: RunRecord, item: BatchItemRef | None, run: AgentRun | None,
+                      *, inputs: int = 0) -> Finished:
         if item is not None and run is not None and run.first_token_ns is not None:
             record.first_token_us = item.claimed_us + (run.first_token_ns - run.started_ns) // 1000
-        commit = commit_run(self.store, agent_id=agent_id, record=record,
-                            batch_id=item.batch_id if item else None, item_id=item.item_id if item else None)
+        arguments = {"agent_id": agent_id, "record": record, "batch_id": item.batch_id if item else None,
+                     "item_id": item.item_id if item else None}
+        if self.redis_retry is None:
+            commit = commit_run(self.store, **arguments)
+        else:
+            commit = await self.redis_retry.call(commit_run, self.store, **arguments)
         return Finished(record=record, commit=commit, inputs=inputs)
 
 

@@ -2,7 +2,8 @@
 -- KEYS[1] item hash, KEYS[2] batch hash
 -- ARGV[1] owner (worker run id), ARGV[2] lease length in microseconds
 -- Returns {action, now_us}: action is
---   run          the caller owns the item now (pending -> running, or a dead owner's lease taken over)
+--   run          the caller owns the item now (pending -> running, a dead owner's lease taken over, or
+--                its own lease claimed again after an error cut its run short)
 --   busy         another live owner holds it
 --   done         it already ended
 --   stopped      the batch was cancelled/expired before it started; the item now says so
@@ -15,7 +16,9 @@ local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'missing', now_s} end
 if status ~= 'pending' and status ~= 'running' then return {'done', now_s} end
 local bstatus = redis.call('HGET', KEYS[2], 'status')
-local lease_live = status == 'running' and tonumber(redis.call('HGET', KEYS[1], 'lease_until_us') or '0') > now_us
+-- The caller's own lease does not stop it: the caller knows it is not running the item any more.
+local lease_live = status == 'running' and redis.call('HGET', KEYS[1], 'lease_owner') ~= ARGV[1]
+  and tonumber(redis.call('HGET', KEYS[1], 'lease_until_us') or '0') > now_us
 if bstatus == 'cancelled' or bstatus == 'expired' then
   if status == 'pending' then
     -- the stop script already moved this item's count from pending to the stop status

@@ -10,10 +10,13 @@ import redis
 
 from app.store.agents import AgentStore
 from app.store.batches import BatchStore
+from app.store.callbacks import CallbackStore
 from app.store.messages import MessageStore
+from app.store.progress import ProgressStore
 from app.store.runs import RunStore
 from app.store.scripts import Scripts
 from app.store.secrets import SecretStore
+from app.store.sweeps import SweepStore
 
 
 def connect(url: str) -> redis.Redis:
@@ -31,10 +34,18 @@ class Store:
         self.batches = BatchStore(client=client, scripts=scripts)
         self.runs = RunStore(client=client, scripts=scripts)
         self.secrets = SecretStore(client=client)
+        self.progress = ProgressStore(client=client, scripts=scripts)
+        self.callbacks = CallbackStore(client=client, scripts=scripts)
+        self.sweeps = SweepStore(client=client)
+
+    def client_time(self) -> tuple[int, int]:
+        """The Redis server's clock: (seconds, microseconds)."""
+        return self.client.time()
 
     def ping(self) -> bool:
         """Redis answers (raises redis.RedisError when it does not)."""
         return bool(self.client.ping())
 
 
-__all__ = ["AgentStore", "BatchStore", "MessageStore", "RunStore", "SecretStore", "Store", "connect"]
+__all__ = ["AgentStore", "BatchStore", "CallbackStore", "MessageStore", "ProgressStore", "RunStore", "SecretStore",
+           "Store", "SweepStore", "connect"]

@@ -17,7 +17,6 @@ from app.store.scripts import Scripts
 from app.vocabulary import (
     REQUEST_COUNTERS,
     STOPPED_BATCH_STATUSES,
-    TERMINAL_BATCH_STATUSES,
     BatchStatus,
     ItemStatus,
     stop_reason_for_stop,
@@ -43,18 +42,6 @@ class StopResult:
         return self.result in ("already", "settled") or (self.result == "stopped" and self.running == 0)
 
 
-@dataclass(frozen=True)
-class Fanout:
-    """Where a batch's fan-out into chunk messages stands."""
-
-    total: int
-    #: Position of the first item not yet enqueued in a chunk.
-    next_start: int
-    #: Milliseconds until the completion window ends (Redis clock), or None when its expiry
-    #: is already scheduled.
-    expires_in_ms: int | None
-
-
 class BatchStore:
     def __init__(self, *, client: redis.Redis, scripts: Scripts) -> None:
         self.client = client
@@ -66,22 +53,27 @@ class BatchStore:
         """Store a batch and its items in one transaction; return (batch id, created).
 
         With an idempotency key already used, nothing is stored and the earlier batch id is returned.
+        The key is written in the same transaction as the batch (WATCHed), so a web process that
+        dies half way leaves neither a key without a batch nor two batches for one key.
         """
         batch_id = new_id("job")
-        if idempotency_key is not None:
-            claimed = self.client.set(keys.idempotency(idempotency_key), batch_id, nx=True, ex=IDEMPOTENCY_TTL_S)
-            if not claimed:
-                return self.client.get(keys.idempotency(idempotency_key)), False
-        try:
-            return self._store(batch_id, requests=requests, callback_url=callback_url, metadata=metadata,
-                               completion_window_s=completion_window_s), True
-        except BaseException:
-            if idempotency_key is not None:  # let the client's retry start over
-                self.client.delete(keys.idempotency(idempotency_key))
-            raise
+        key = keys.idempotency(idempotency_key) if idempotency_key is not None else None
+        while True:
+            with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    if key is not None:
+                        pipe.watch(key)
+                        if (earlier := pipe.get(key)) is not None:
+                            return earlier, False
+                    self._store(pipe, batch_id, requests=requests, callback_url=callback_url, metadata=metadata,
+                                completion_window_s=completion_window_s, idempotency_key=key)
+                    return batch_id, True
+                except redis.WatchError:
+                    continue  # a concurrent request with the same key won: answer with its batch
 
-    def _store(self, batch_id: str, *, requests: list[LettaBatchRequest], callback_url: str | None,
-               metadata: dict[str, Any] | None, completion_window_s: float) -> str:
+    def _store(self, pipe: redis.client.Pipeline, batch_id: str, *, requests: list[LettaBatchRequest],
+               callback_url: str | None, metadata: dict[str, Any] | None, completion_window_s: float,
+               idempotency_key: str | None) -> None:
         seconds, micros = self.client.time()
         created_us = seconds * 1_000_000 + micros
         agent_ids = {request.agent_id for request in requests}
@@ -97,27 +89,20 @@ class BatchStore:
         }
         fields["total"] = fields["pending"] = len(requests)
         item_ids = [new_id("batch_item") for _ in requests]
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.batch(batch_id), mapping=fields)
-            for index, (item_id, request) in enumerate(zip(item_ids, requests, strict=True)):
-                pipe.hset(keys.item(item_id), mapping={
-                    "id": item_id, "batch_id": batch_id, "agent_id": request.agent_id, "idx": index,
-                    "status": ItemStatus.PENDING, "request": request.model_dump_json(exclude_none=True),
-                })
-            pipe.zadd(keys.batch_items(batch_id), {item_id: index for index, item_id in enumerate(item_ids)})
-            pipe.zadd(keys.BATCHES, {batch_id: seq})
-            pipe.execute()
-        return batch_id
-
-    def discard(self, batch_id: str, *, idempotency_key: str | None = None) -> None:
-        """Remove a batch that could not be enqueued, so the client's retry starts clean."""
-        item_ids = self.client.zrange(keys.batch_items(batch_id), 0, -1)
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.batch(batch_id), keys.batch_items(batch_id), *(keys.item(i) for i in item_ids))
-            pipe.zrem(keys.BATCHES, batch_id)
-            if idempotency_key is not None:
-                pipe.delete(keys.idempotency(idempotency_key))
-            pipe.execute()
+        pipe.multi()
+        pipe.hset(keys.batch(batch_id), mapping=fields)
+        for index, (item_id, request) in enumerate(zip(item_ids, requests, strict=True)):
+            pipe.hset(keys.item(item_id), mapping={
+                "id": item_id, "batch_id": batch_id, "agent_id": request.agent_id, "idx": index,
+                "status": ItemStatus.PENDING, "request": request.model_dump_json(exclude_none=True),
+            })
+        pipe.zadd(keys.batch_items(batch_id), {item_id: index for index, item_id in enumerate(item_ids)})
+        pipe.zadd(keys.BATCHES, {batch_id: seq})
+        pipe.zadd(keys.ACTIVE_BATCHES, {batch_id: seq})
+        pipe.zadd(keys.DEADLINES, {batch_id: fields["expires_us"]})
+        if idempotency_key is not None:
+            pipe.set(idempotency_key, batch_id, ex=IDEMPOTENCY_TTL_S)
+        pipe.execute()
 
     def get(self, batch_id: str) -> dict[str, Any] | None:
         fields = self.client.hgetall(keys.batch(batch_id))
@@ -126,39 +111,6 @@ class BatchStore:
     def status(self, batch_id: str) -> str | None:
         """The batch's status; None for a batch that does not exist (or was discarded)."""
         return self.client.hget(keys.batch(batch_id), "status")
-
-    def fanout(self, batch_id: str) -> Fanout | None:
-        """The fan-out state of a batch still running; None once it ended or if it is gone."""
-        with self.client.pipeline(transaction=False) as pipe:
-            pipe.hmget(keys.batch(batch_id), ["status", "total", "fanout_next", "expiry_scheduled", "expires_us"])
-            pipe.time()
-            (status, total, next_start, scheduled, expires_us), (seconds, micros) = pipe.execute()
-        if status is None or status in TERMINAL_BATCH_STATUSES:
-            return None
-        now_ms = seconds * 1000 + micros // 1000
-        return Fanout(total=int(total), next_start=int(next_start or 0),
-                      expires_in_ms=None if scheduled else max(0, int(expires_us) // 1000 - now_ms))
-
-    def advance_fanout(self, batch_id: str, *, next_start: int) -> None:
-        """Record that the items before `next_start` are enqueued in chunks."""
-        self.client.hset(keys.batch(batch_id), "fanout_next", next_start)
-
-    def mark_expiry_scheduled(self, batch_id: str) -> None:
-        self.client.hset(keys.batch(batch_id), "expiry_scheduled", 1)
-
-    def needs_finalize(self, batch_id: str) -> bool:
-        """Every item ended, but the batch is not terminal yet or its callback was never queued
-        (the commit that ended the last item may have died before it could ask)."""
-        status, pending, running, callback_url, queued = self.client.hmget(
-            keys.batch(batch_id), ["status", "pending", "running", "callback_url", "callback_queued"])
-        if status is None or int(pending or 0) + int(running or 0) > 0:
-            return False
-        return status not in TERMINAL_BATCH_STATUSES or bool(callback_url and not queued)
-
-    def callback_owed(self, batch_id: str) -> bool:
-        """The batch has a callback URL and no delivery has succeeded yet."""
-        callback_url, delivered = self.client.hmget(keys.batch(batch_id), ["callback_url", "callback_delivered"])
-        return bool(callback_url) and delivered != "1"
 
     def stop_listener(self) -> redis.client.PubSub:
         """A subscription to the ids of batches being stopped (cancelled or expired)."""
@@ -207,30 +159,6 @@ class BatchStore:
         """(finalized | terminal | busy | missing, status)"""
         result, status = self.scripts.finalize_batch(keys=[keys.batch(batch_id)])
         return result, status
-
-    def record_callback_attempt(self, batch_id: str, *, sent_us: int, status_code: int | None,
-                                error: str | None, delivered: bool) -> None:
-        self.client.hset(keys.batch(batch_id), mapping={
-            "callback_sent_us": sent_us,
-            "callback_status_code": "" if status_code is None else status_code,
-            "callback_error": error or "",
-            "callback_delivered": int(delivered),
-        })
-
-    def claim_callback(self, batch_id: str) -> bool:
-        """True for the one caller that gets to queue the batch's callback."""
-        return bool(self.client.hsetnx(keys.batch(batch_id), "callback_queued", 1))
-
-    def unclaim_callback(self, batch_id: str) -> None:
-        self.client.hdel(keys.batch(batch_id), "callback_queued")
-
-    def lock_callback(self, batch_id: str, *, ttl_s: float) -> bool:
-        """Taken by the one delivery under way; it expires should its holder die."""
-        return bool(self.client.set(keys.callback_lock(batch_id), 1, nx=True, ex=max(1, int(ttl_s))))
-
-    def unlock_callback(self, batch_id: str) -> None:
-        self.client.delete(keys.callback_lock(batch_id))
-
 
 def _int(fields: dict[str, str], name: str) -> int | None:
     value = fields.get(name)

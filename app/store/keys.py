@@ -8,6 +8,16 @@ MESSAGE_PREFIX = PREFIX + "msg:"
 #: Pub/sub channel on which a batch id is published when the batch is cancelled or expired.
 STOP_CHANNEL = PREFIX + "stop"
 WEBHOOK_SECRET = PREFIX + "webhook_secret"
+#: Batches that may still need work (running, or ended with items or a callback outstanding):
+#: what a sweep visits, so that it costs O(active batches), not O(all batches ever made).
+ACTIVE_BATCHES = PREFIX + "active"
+#: Running batches by the end of their completion window (Redis-clock microseconds).
+DEADLINES = PREFIX + "deadlines"
+#: Held by the one process sweeping; its value is the sweeper's id.
+SWEEP_LEASE = PREFIX + "sweep:lease"
+#: When the last sweep ran and what it repaired (a hash), and what all sweeps repaired.
+SWEEP_LAST = PREFIX + "sweep:last"
+SWEEP_TOTALS = PREFIX + "sweep:totals"
 
 
 def agent(agent_id: str) -> str:
@@ -40,6 +50,11 @@ def batch_messages(batch_id: str) -> str:
 
 def batch_agent_messages(batch_id: str, agent_id: str) -> str:
     return f"{PREFIX}batch:{batch_id}:agent:{agent_id}:msgs"
+
+
+def batch_chunks(batch_id: str) -> str:
+    """The chunks of a batch not yet finished: first item position -> "last position:message id"."""
+    return f"{PREFIX}batch:{batch_id}:chunks"
 
 
 def callback_lock(batch_id: str) -> str:

@@ -22,3 +22,5 @@ class Scripts:
         self.commit_run = load("commit_run")
         self.stop_batch = load("stop_batch")
         self.finalize_batch = load("finalize_batch")
+        self.due_deadlines = load("due_deadlines")
+        self.unlock_if_owner = load("unlock_if_owner")

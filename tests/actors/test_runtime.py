@@ -91,24 +91,62 @@ def test_given_an_item_held_under_a_live_lease_when_its_owner_dies_then_the_rede
     assert (FINALIZE_BATCH, batch_id) in tasks.sent
 
 
-def test_given_a_failure_after_the_claim_when_the_chunk_raises_then_the_item_is_given_back_for_the_retry(
+def test_given_redis_failing_at_the_commit_when_it_comes_back_then_the_run_commits_once_without_running_again(
         store, make_runtime, monkeypatch):
-    batch_id, item_id = one_item_batch(store)
-    runtime, _ = make_runtime()
+    with FakeOpenAIServer() as model:
+        agent_id = _openai_agent(store, model, context_window=8000)
+        batch_id, _ = store.batches.create(requests=[LettaBatchRequest(agent_id=agent_id, input="hi")],
+                                           callback_url=None, metadata=None, completion_window_s=3600)
+        [item_id] = store.batches.item_ids(batch_id, start=0, stop=0)
+        runtime, tasks = make_runtime()
+        real_commit, failures = runtime.store.runs.commit, []
 
-    def broken_commit(**kwargs: Any) -> None:
-        raise redis.ConnectionError("Redis went away")
+        def commit_while_redis_is_away(**kwargs: Any) -> Any:
+            if len(failures) < 3:
+                failures.append(1)
+                raise redis.ConnectionError("Redis went away")
+            return real_commit(**kwargs)
 
-    monkeypatch.setattr(runtime.store.runs, "commit", broken_commit)
-    with pytest.raises(ExceptionGroup):
+        monkeypatch.setattr(runtime.store.runs, "commit", commit_while_redis_is_away)
         run_chunk(runtime, batch_id)
-    assert store.client.hget(keys.item(item_id), "lease_until_us") == "0"
+        item = store.client.hgetall(keys.item(item_id))
+        assert (item["status"], item["attempts"]) == ("succeeded", "1")
+        assert len(model.requests) == 1  # the answer in hand was kept, not asked for again
+        assert (FINALIZE_BATCH, batch_id) in tasks.sent
 
-    retry, _ = make_runtime()
-    started = time.monotonic()
-    run_chunk(retry, batch_id)
-    assert time.monotonic() - started < 5  # no lease to wait out
-    assert store.client.hgetall(keys.item(item_id))["status"] == "succeeded"
+
+def test_given_one_item_that_fails_unexpectedly_when_its_chunk_runs_then_only_it_errors_and_its_siblings_finish(
+        store, make_runtime, monkeypatch):
+    agent = store.agents.create(CreateAgent(model="simulated/echo"))
+    requests = [LettaBatchRequest(agent_id=agent["id"], input=text) for text in ("fine", "boom", "fine too")]
+    batch_id, _ = store.batches.create(requests=requests, callback_url=None, metadata=None,
+                                       completion_window_s=3600)
+    runtime, tasks = make_runtime()
+    real_prepare = None
+
+    def prepare_with_a_bug(agent, request, **kwargs):
+        if request.input == "boom":
+            raise KeyError("a bug in one request's path")
+        return real_prepare(agent, request, **kwargs)
+
+    async def go() -> None:
+        nonlocal real_prepare
+        await runtime.start()
+        real_prepare = runtime.runner.prepare
+        monkeypatch.setattr(runtime.runner, "prepare", prepare_with_a_bug)
+        try:
+            await runtime.run_chunk(batch_id, 0, 2)
+        finally:
+            runtime.shutting_down = True
+            await runtime.close()
+
+    asyncio.run(go())
+    counts = store.batches.get(batch_id)["request_counts"]
+    assert (counts["succeeded"], counts["errored"], counts["running"]) == (2, 1, 0)
+    items = [store.client.hgetall(keys.item(item_id)) for item_id in store.batches.item_ids(batch_id, start=0, stop=2)]
+    assert [item["status"] for item in items] == ["succeeded", "errored", "succeeded"]
+    assert "Internal error" in items[1]["error"]
+    assert (FINALIZE_BATCH, batch_id) in tasks.sent
 
 
 def _openai_agent(store: Store, model: FakeOpenAIServer, *, context_window: int) -> str:

@@ -83,7 +83,7 @@ def test_given_a_callback_endpoint_that_always_fails_then_the_latest_attempt_is_
 
 def test_given_a_short_completion_window_when_it_passes_then_the_batch_expires_and_its_streams_close(start_service):
     with FakeOpenAIServer(first_token_delay_s=30) as model, CallbackReceiver() as receiver:
-        service = start_service(BATCHLINE_COMPLETION_WINDOW_S="2")
+        service = start_service(BATCHLINE_COMPLETION_WINDOW_S="2", BATCHLINE_SWEEP_INTERVAL_S="0.5")
         client = service.client()
         agent = _openai_agent(client, model)
         batch = client.batches.create(requests=[{"agent_id": agent.id, "input": f"q{i}"} for i in range(5)],
@@ -218,7 +218,7 @@ def test_given_a_cap_on_streams_when_more_requests_run_then_a_worker_never_holds
 def test_given_some_items_done_when_the_window_passes_then_only_the_unfinished_ones_expire(start_service):
     with FakeOpenAIServer() as model, CallbackReceiver() as receiver:
         model.script = _answer_fast_if("fast", slow_s=30.0)
-        service = start_service(BATCHLINE_COMPLETION_WINDOW_S="3")
+        service = start_service(BATCHLINE_COMPLETION_WINDOW_S="3", BATCHLINE_SWEEP_INTERVAL_S="0.5")
         client = service.client()
         agent = _openai_agent(client, model)
         inputs = [f"fast {i}" for i in range(4)] + [f"slow {i}" for i in range(6)]

@@ -172,7 +172,7 @@ def test_given_a_stop_that_already_happened_when_repeated_then_finalize_is_asked
 
 def test_given_two_finalizers_when_both_claim_the_callback_then_only_one_gets_it(store, batch):
     _, batch_id, _ = batch
-    assert [store.batches.claim_callback(batch_id), store.batches.claim_callback(batch_id)] == [True, False]
+    assert [store.callbacks.claim_queueing(batch_id), store.callbacks.claim_queueing(batch_id)] == [True, False]
 
 
 def test_given_an_idempotency_key_when_storing_fails_then_the_key_is_freed_for_the_retry(store, batch, monkeypatch):

@@ -17,8 +17,6 @@ import time
 
 import redis
 
-from app.tasks import EXPIRE_BATCH
-
 #: Dramatiq's default key namespace (the broker in `actors/broker.py` keeps it).
 NAMESPACE = "dramatiq"
 
@@ -38,10 +36,8 @@ def pending_messages(redis_url: str, *, ignore_actors: tuple[str, ...] = ()) -> 
     return found
 
 
-def wait_for_idle_queues(redis_url: str, *, timeout_s: float = 30.0,
-                         ignore_actors: tuple[str, ...] = (EXPIRE_BATCH,)) -> None:
-    """Return once no message is waiting, delayed or in flight. A batch's expiry is a message
-    delayed by its whole completion window, so it is ignored unless the caller says otherwise."""
+def wait_for_idle_queues(redis_url: str, *, timeout_s: float = 30.0, ignore_actors: tuple[str, ...] = ()) -> None:
+    """Return once no message is waiting, delayed or in flight."""
     deadline = time.monotonic() + timeout_s
     while left := pending_messages(redis_url, ignore_actors=ignore_actors):
         if time.monotonic() > deadline:

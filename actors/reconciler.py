@@ -1,0 +1,115 @@
+"""The reconciler: a periodic sweep that finishes whatever a lost Dramatiq message left undone, so
+that every accepted request reaches a terminal state with no human action.
+
+Dramatiq messages can be lost: a Redis restart or failover that drops the last writes, a queue
+purged by hand, a message dead-lettered after its retries. Batchline's own state in Redis
+(app/store/progress.py) says what each active batch still needs; for each, a sweep:
+
+- expires it once its completion window has passed (Redis clock; no delayed message needed);
+- resumes a fan-out that stopped part way, when no message carries it any more;
+- re-enqueues every unfinished chunk whose message is gone (the claim's lease still guards
+  against running an item whose owner is alive: such an item answers "busy");
+- asks for finalize when every item has ended but the batch is not terminal;
+- re-queues a callback neither delivered, nor in flight, nor out of attempts;
+- retires the batch from the active index once nothing is left to do.
+
+Every worker process runs the loop; a lease in Redis lets one sweep at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+from app.store import Store
+from app.store.progress import BatchProgress, Chunk
+from app.tasks import FINALIZE_BATCH, RUN_CHUNK, SEND_CALLBACK, START_BATCH, TaskQueue
+from app.vocabulary import BatchStatus
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Repairs:
+    """What one sweep found and did, in counts."""
+
+    batches_visited: int = 0
+    batches_expired: int = 0
+    fanouts_resumed: int = 0
+    chunks_requeued: int = 0
+    finalizes_requested: int = 0
+    callbacks_requeued: int = 0
+    batches_retired: int = 0
+
+    def counts(self) -> dict[str, int]:
+        return asdict(self)
+
+    @property
+    def repaired(self) -> int:
+        return (self.batches_expired + self.fanouts_resumed + self.chunks_requeued + self.finalizes_requested
+                + self.callbacks_requeued)
+
+
+class Reconciler:
+    def __init__(self, *, store: Store, tasks: TaskQueue, callback_max_attempts: int) -> None:
+        self.store = store
+        self.tasks = tasks
+        self.callback_max_attempts = callback_max_attempts
+
+    def sweep(self) -> Repairs:
+        repairs = Repairs()
+        self._expire_due(repairs)
+        batch_ids = self.store.progress.active_ids()
+        for batch_id, progress in zip(batch_ids, self.store.progress.progress(batch_ids), strict=True):
+            if progress is None:
+                self.store.progress.retire(batch_id)  # the batch itself is gone
+                continue
+            repairs.batches_visited += 1
+            self._repair(progress, repairs)
+        return repairs
+
+    def _expire_due(self, repairs: Repairs) -> None:
+        for batch_id in self.store.progress.due_for_expiry():
+            stopped = self.store.batches.stop(batch_id, status=BatchStatus.EXPIRED)
+            self.store.progress.drop_deadline(batch_id)
+            if stopped.result == "stopped":
+                repairs.batches_expired += 1
+                logger.info("Batch %s expired with %d requests still running", batch_id, stopped.running)
+            if stopped.needs_finalize:
+                self.tasks.send(FINALIZE_BATCH, batch_id)
+
+    def _repair(self, progress: BatchProgress, repairs: Repairs) -> None:
+        batch_id = progress.batch_id
+        if not progress.terminal and progress.fanout_next < progress.total and not self._alive(
+                START_BATCH, progress.start_message_id):
+            self.store.progress.record_start(batch_id, message_id=self.tasks.send(START_BATCH, batch_id))
+            repairs.fanouts_resumed += 1
+        if progress.unfinished:
+            dead = self._dead_chunks(progress.chunks)
+            for chunk in dead:
+                message_id = self.tasks.send(RUN_CHUNK, batch_id, chunk.start, chunk.stop)
+                self.store.progress.record_chunk(Chunk(chunk.start, chunk.stop, message_id), batch_id=batch_id)
+            repairs.chunks_requeued += len(dead)
+            return
+        if not progress.terminal or (progress.callback_url and not progress.callback_queued):
+            self.tasks.send(FINALIZE_BATCH, batch_id)
+            repairs.finalizes_requested += 1
+            return
+        if self._callback_outstanding(progress):
+            if not self._alive(SEND_CALLBACK, progress.callback_message_id):
+                self.store.callbacks.record_message(batch_id, message_id=self.tasks.send(SEND_CALLBACK, batch_id))
+                repairs.callbacks_requeued += 1
+            return
+        self.store.progress.retire(batch_id)
+        repairs.batches_retired += 1
+
+    def _callback_outstanding(self, progress: BatchProgress) -> bool:
+        return bool(progress.callback_url) and not progress.callback_delivered \
+            and progress.callback_attempts < self.callback_max_attempts
+
+    def _dead_chunks(self, chunks: list[Chunk]) -> list[Chunk]:
+        alive = self.tasks.alive(RUN_CHUNK, [chunk.message_id for chunk in chunks])
+        return [chunk for chunk, is_alive in zip(chunks, alive, strict=True) if not is_alive]
+
+    def _alive(self, actor_name: str, message_id: str | None) -> bool:
+        return message_id is not None and self.tasks.alive(actor_name, [message_id])[0]

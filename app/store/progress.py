@@ -1,0 +1,149 @@
+"""Where each batch's pipeline stands, kept in Redis so that no Dramatiq message has to survive
+for a batch to finish: the fan-out position, the ledger of chunks not yet finished (with the id of
+the message that carries each), the index of batches that may still need work, and the index of
+completion-window deadlines. The reconciler (actors/reconciler.py) reads it to repair what a lost
+message left undone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import redis
+
+from app.store import keys
+from app.store.scripts import Scripts
+from app.vocabulary import TERMINAL_BATCH_STATUSES
+
+
+@dataclass(frozen=True)
+class Fanout:
+    total: int
+    #: Position of the first item not yet enqueued in a chunk.
+    next_start: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    start: int
+    stop: int
+    message_id: str
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """What a sweep needs to know of one batch."""
+
+    batch_id: str
+    status: str
+    total: int
+    fanout_next: int
+    pending: int
+    running: int
+    created_us: int
+    start_message_id: str | None
+    callback_url: str | None
+    callback_queued: bool
+    callback_delivered: bool
+    callback_attempts: int
+    callback_message_id: str | None
+    chunks: list[Chunk] = field(default_factory=list)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_BATCH_STATUSES
+
+    @property
+    def unfinished(self) -> int:
+        return self.pending + self.running
+
+
+_FIELDS = ["status", "total", "fanout_next", "pending", "running", "created_us", "start_message_id",
+           "callback_url", "callback_queued", "callback_delivered", "callback_attempts", "callback_message_id"]
+
+
+class ProgressStore:
+    def __init__(self, *, client: redis.Redis, scripts: Scripts) -> None:
+        self.client = client
+        self.scripts = scripts
+
+    # -- fan-out and chunks ------------------------------------------------------------------
+
+    def fanout(self, batch_id: str) -> Fanout | None:
+        """The fan-out of a batch still running; None once it ended or if it is gone."""
+        status, total, next_start = self.client.hmget(keys.batch(batch_id), ["status", "total", "fanout_next"])
+        if status is None or status in TERMINAL_BATCH_STATUSES:
+            return None
+        return Fanout(total=int(total), next_start=int(next_start or 0))
+
+    def record_start(self, batch_id: str, *, message_id: str) -> None:
+        """The message that carries the batch's fan-out (the sweep checks it is still alive)."""
+        self.client.hset(keys.batch(batch_id), "start_message_id", message_id)
+
+    def record_chunk(self, chunk: Chunk, *, batch_id: str, advance_fanout: bool = False) -> None:
+        """A chunk's items are now carried by `chunk.message_id`; with `advance_fanout` the
+        fan-out moves past it in the same transaction."""
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.batch_chunks(batch_id), str(chunk.start), f"{chunk.stop}:{chunk.message_id}")
+            if advance_fanout:
+                pipe.hset(keys.batch(batch_id), "fanout_next", chunk.stop + 1)
+            pipe.execute()
+
+    def finish_chunk(self, batch_id: str, *, start: int) -> None:
+        """Every item of the chunk starting at `start` has ended: no message needs to carry it."""
+        self.client.hdel(keys.batch_chunks(batch_id), str(start))
+
+    def needs_finalize(self, batch_id: str) -> bool:
+        """Every item ended, but the batch is not terminal yet or its callback was never queued
+        (the commit that ended the last item may have died before it could ask)."""
+        status, pending, running, callback_url, queued = self.client.hmget(
+            keys.batch(batch_id), ["status", "pending", "running", "callback_url", "callback_queued"])
+        if status is None or int(pending or 0) + int(running or 0) > 0:
+            return False
+        return status not in TERMINAL_BATCH_STATUSES or bool(callback_url and not queued)
+
+    # -- what the sweep visits ---------------------------------------------------------------
+
+    def active_ids(self) -> list[str]:
+        return self.client.zrange(keys.ACTIVE_BATCHES, 0, -1)
+
+    def progress(self, batch_ids: list[str]) -> list[BatchProgress | None]:
+        """The progress of each batch, in two pipelined round trips whatever the count."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for batch_id in batch_ids:
+                pipe.hmget(keys.batch(batch_id), _FIELDS)
+                pipe.hgetall(keys.batch_chunks(batch_id))
+            replies = pipe.execute()
+        return [_progress(batch_id, fields, chunks)
+                for batch_id, fields, chunks in zip(batch_ids, replies[::2], replies[1::2], strict=True)]
+
+    def due_for_expiry(self) -> list[str]:
+        """Running batches whose completion window has passed, on the Redis server's clock."""
+        return self.scripts.due_deadlines(keys=[keys.DEADLINES])
+
+    def retire(self, batch_id: str) -> None:
+        """The batch needs nothing more: no sweep visits it again."""
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.zrem(keys.ACTIVE_BATCHES, batch_id)
+            pipe.zrem(keys.DEADLINES, batch_id)
+            pipe.delete(keys.batch_chunks(batch_id))
+            pipe.execute()
+
+    def drop_deadline(self, batch_id: str) -> None:
+        self.client.zrem(keys.DEADLINES, batch_id)
+
+
+def _progress(batch_id: str, fields: list[str | None], chunks: dict[str, str]) -> BatchProgress | None:
+    (status, total, fanout_next, pending, running, created_us, start_message_id, callback_url, queued, delivered,
+     attempts, callback_message_id) = fields
+    if status is None:
+        return None
+    ledger = []
+    for start, value in chunks.items():
+        stop, _, message_id = value.partition(":")
+        ledger.append(Chunk(start=int(start), stop=int(stop), message_id=message_id))
+    return BatchProgress(
+        batch_id=batch_id, status=status, total=int(total or 0), fanout_next=int(fanout_next or 0),
+        pending=int(pending or 0), running=int(running or 0), created_us=int(created_us or 0),
+        start_message_id=start_message_id or None, callback_url=callback_url or None,
+        callback_queued=bool(queued), callback_delivered=delivered == "1", callback_attempts=int(attempts or 0),
+        callback_message_id=callback_message_id or None, chunks=sorted(ledger, key=lambda chunk: chunk.start))
