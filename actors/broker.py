@@ -10,7 +10,9 @@ from dramatiq.middleware import AsyncIO
 from actors.middleware import RuntimeMiddleware
 from app.embedded_redis import ensure_embedded_redis
 from app.logs import quiet_chatty_loggers
+from app.message_ledger import MessageLedger
 from app.settings import Settings
+from app.store import Store, connect
 
 #: Chance (per million broker commands) that a command also requeues dead workers' messages.
 #: Dramatiq's default (1,000) leaves a dead worker's chunks waiting for minutes on quiet queues.
@@ -26,4 +28,5 @@ broker.add_middleware(async_io)
 # After AsyncIO: "after" hooks run in reverse order, so at shutdown the runtime closes while the
 # event loop still runs.
 broker.add_middleware(RuntimeMiddleware(settings=settings, redis_url=redis_url))
+broker.add_middleware(MessageLedger(store=Store(client=connect(redis_url))))
 dramatiq.set_broker(broker)

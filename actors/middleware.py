@@ -8,6 +8,7 @@ from dramatiq.middleware import Middleware
 
 from actors.runtime import WorkerRuntime, current_runtime, set_runtime
 from actors.signals import absorb_duplicate_sigterm
+from app.outage import quiet_dramatiq_connection_errors
 from app.settings import Settings
 from app.tasks import TaskQueue
 
@@ -26,6 +27,7 @@ class RuntimeMiddleware(Middleware):
 
     def after_process_boot(self, broker: dramatiq.Broker) -> None:
         absorb_duplicate_sigterm()
+        quiet_dramatiq_connection_errors()
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         # Worker threads start consuming right after this hook: the runtime must exist by then.

@@ -2,7 +2,7 @@
 event loop) -> finalize (terminal status, then the callback). Batch completion is decided by
 Batchline's own counters in Redis, never by Dramatiq group callbacks (which miss children that
 fail for good). Each message's id is recorded where the reconciler can check it is still alive
-(actors/reconciler.py), so a lost message is replaced rather than waited for."""
+(app/message_ledger.py, actors/reconciler.py), so a lost message is replaced rather than waited for."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import dramatiq
 
 from actors.broker import settings
 from actors.runtime import current_runtime
-from app.store.progress import Chunk
 from app.tasks import (
     BATCHES_QUEUE,
     FINALIZE_BATCH,
@@ -42,9 +41,9 @@ def start_batch(batch_id: str) -> None:
     chunk_start = fanout.next_start
     while chunk_start < fanout.total:
         stop = min(chunk_start + settings.chunk_size, fanout.total) - 1
-        message_id = runtime.tasks.send(RUN_CHUNK, batch_id, chunk_start, stop)
-        progress.record_chunk(Chunk(chunk_start, stop, message_id), batch_id=batch_id, advance_fanout=True)
+        runtime.tasks.send(RUN_CHUNK, batch_id, chunk_start, stop)
         chunk_start = stop + 1
+        progress.advance_fanout(batch_id, next_start=chunk_start)
 
 
 @dramatiq.actor(actor_name=RUN_CHUNK, queue_name=ITEMS_QUEUE, max_retries=20, min_backoff=1000,
@@ -70,8 +69,7 @@ def finalize_batch(batch_id: str) -> None:
     # the flag and the message, the reconciler sees a queued callback with no live message.
     if store.callbacks.owed(batch_id) and store.callbacks.claim_queueing(batch_id):
         try:
-            message_id = runtime.tasks.send(SEND_CALLBACK, batch_id)
+            runtime.tasks.send(SEND_CALLBACK, batch_id)
         except Exception:
             store.callbacks.unclaim_queueing(batch_id)
             raise
-        store.callbacks.record_message(batch_id, message_id=message_id)

@@ -82,13 +82,12 @@ class Reconciler:
         batch_id = progress.batch_id
         if not progress.terminal and progress.fanout_next < progress.total and not self._alive(
                 START_BATCH, progress.start_message_id):
-            self.store.progress.record_start(batch_id, message_id=self.tasks.send(START_BATCH, batch_id))
+            self.tasks.send(START_BATCH, batch_id)
             repairs.fanouts_resumed += 1
         if progress.unfinished:
             dead = self._dead_chunks(progress.chunks)
             for chunk in dead:
-                message_id = self.tasks.send(RUN_CHUNK, batch_id, chunk.start, chunk.stop)
-                self.store.progress.record_chunk(Chunk(chunk.start, chunk.stop, message_id), batch_id=batch_id)
+                self.tasks.send(RUN_CHUNK, batch_id, chunk.start, chunk.stop)
             repairs.chunks_requeued += len(dead)
             return
         if not progress.terminal or (progress.callback_url and not progress.callback_queued):
@@ -97,7 +96,7 @@ class Reconciler:
             return
         if self._callback_outstanding(progress):
             if not self._alive(SEND_CALLBACK, progress.callback_message_id):
-                self.store.callbacks.record_message(batch_id, message_id=self.tasks.send(SEND_CALLBACK, batch_id))
+                self.tasks.send(SEND_CALLBACK, batch_id)
                 repairs.callbacks_requeued += 1
             return
         self.store.progress.retire(batch_id)

@@ -11,6 +11,7 @@ from app.api.batches import batches
 from app.api.health import health
 from app.embedded_redis import ensure_embedded_redis
 from app.logs import configure_web_logging
+from app.message_ledger import MessageLedger
 from app.services import Services
 from app.settings import Settings
 from app.store import Store, connect
@@ -35,11 +36,11 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     redis_url = settings.redis_url or ensure_embedded_redis(settings.var_dir)
-    client = connect(redis_url)
+    store = Store(client=connect(redis_url))
     app.extensions["batchline"] = Services(
         settings=settings,
-        store=Store(client=client),
-        tasks=TaskQueue(broker=RedisBroker(url=redis_url, middleware=[])),
+        store=store,
+        tasks=TaskQueue(broker=RedisBroker(url=redis_url, middleware=[MessageLedger(store=store)])),
     )
     for blueprint in (batches, agents, health):
         app.register_api(blueprint)

@@ -34,10 +34,11 @@ class TaskQueue:
         self.broker = broker
 
     def send(self, actor_name: str, *args: Any, delay_ms: int | None = None) -> str:
-        """Enqueue a message for the actor; returns the message id."""
+        """Enqueue a message for the actor; returns the id the broker keeps it under (the
+        broker's MessageLedger middleware records it where the reconciler looks)."""
         message = dramatiq.Message(queue_name=QUEUE_OF[actor_name], actor_name=actor_name, args=args,
                                    kwargs={}, options={})
-        return self.broker.enqueue(message, delay=delay_ms).message_id
+        return self.broker.enqueue(message, delay=delay_ms).options["redis_message_id"]
 
     def alive(self, actor_name: str, message_ids: list[str]) -> list[bool]:
         """Whether each message still exists: waiting, delayed for a retry, or being processed.

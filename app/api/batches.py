@@ -88,7 +88,7 @@ def _ensure_started(batch_id: str, *, resend: bool) -> None:
     if resend and progress.start_message_id and svc.tasks.alive(START_BATCH, [progress.start_message_id])[0]:
         return
     try:
-        svc.store.progress.record_start(batch_id, message_id=svc.tasks.send(START_BATCH, batch_id))
+        svc.tasks.send(START_BATCH, batch_id)
     except UNAVAILABLE as exc:
         outage.lost(exc)
 

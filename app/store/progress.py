@@ -79,14 +79,13 @@ class ProgressStore:
         """The message that carries the batch's fan-out (the sweep checks it is still alive)."""
         self.client.hset(keys.batch(batch_id), "start_message_id", message_id)
 
-    def record_chunk(self, chunk: Chunk, *, batch_id: str, advance_fanout: bool = False) -> None:
-        """A chunk's items are now carried by `chunk.message_id`; with `advance_fanout` the
-        fan-out moves past it in the same transaction."""
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.batch_chunks(batch_id), str(chunk.start), f"{chunk.stop}:{chunk.message_id}")
-            if advance_fanout:
-                pipe.hset(keys.batch(batch_id), "fanout_next", chunk.stop + 1)
-            pipe.execute()
+    def record_chunk(self, chunk: Chunk, *, batch_id: str) -> None:
+        """A chunk's items are now carried by `chunk.message_id`."""
+        self.client.hset(keys.batch_chunks(batch_id), str(chunk.start), f"{chunk.stop}:{chunk.message_id}")
+
+    def advance_fanout(self, batch_id: str, *, next_start: int) -> None:
+        """The items before `next_start` are enqueued in chunks."""
+        self.client.hset(keys.batch(batch_id), "fanout_next", next_start)
 
     def finish_chunk(self, batch_id: str, *, start: int) -> None:
         """Every item of the chunk starting at `start` has ended: no message needs to carry it."""
