@@ -9,6 +9,7 @@ from dramatiq.middleware import Middleware
 from actors.runtime import WorkerRuntime, current_runtime, set_runtime
 from actors.signals import absorb_duplicate_sigterm
 from app.settings import Settings
+from app.store import Store, connect
 from app.tasks import TaskQueue
 
 
@@ -26,6 +27,8 @@ class RuntimeMiddleware(Middleware):
 
     def after_process_boot(self, broker: dramatiq.Broker) -> None:
         absorb_duplicate_sigterm()
+        with connect(self.redis_url) as client:
+            Store(client=client).refuse_unsafe_server("worker process")
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         # Worker threads start consuming right after this hook: the runtime must exist by then.

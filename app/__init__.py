@@ -35,10 +35,11 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     redis_url = settings.redis_url or ensure_embedded_redis(settings.var_dir)
-    client = connect(redis_url)
+    store = Store(client=connect(redis_url))
+    store.refuse_unsafe_server("web process")
     app.extensions["batchline"] = Services(
         settings=settings,
-        store=Store(client=client),
+        store=store,
         tasks=TaskQueue(broker=RedisBroker(url=redis_url, middleware=[])),
     )
     for blueprint in (batches, agents, health):
