@@ -10,6 +10,7 @@ from actors.runtime import WorkerRuntime, current_runtime, set_runtime
 from actors.signals import absorb_duplicate_sigterm
 from app.outage import quiet_dramatiq_connection_errors
 from app.settings import Settings
+from app.store import Store, connect
 from app.tasks import TaskQueue
 
 
@@ -28,6 +29,8 @@ class RuntimeMiddleware(Middleware):
     def after_process_boot(self, broker: dramatiq.Broker) -> None:
         absorb_duplicate_sigterm()
         quiet_dramatiq_connection_errors()
+        with connect(self.redis_url) as client:
+            Store(client=client).refuse_unsafe_server("worker process")
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         # Worker threads start consuming right after this hook: the runtime must exist by then.

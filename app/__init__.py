@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     app.json.sort_keys = False
     redis_url = settings.redis_url or ensure_embedded_redis(settings.var_dir)
     store = Store(client=connect(redis_url))
+    store.refuse_unsafe_server("web process")
     app.extensions["batchline"] = Services(
         settings=settings,
         store=store,

@@ -77,6 +77,8 @@ class AgentRun:
             name for name in self.client_tools if name not in BUILTIN_TOOLS]
         self.stop_reason: str | None = None
         self.error: str | None = None
+        #: The approval request this run answers: its commit is refused if another run answered it.
+        self.answers_approval: str | None = None
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -184,6 +186,7 @@ class AgentRun:
         """Answer the paused tool calls as the client decided; True when the run ends there."""
         calls = pending_calls(pending)
         decisions = decisions_for(answer, calls)  # approval_conflict has checked they fit
+        self.answers_approval = pending["id"]
         self._append(approval_response_message([decisions[call.id].model_dump() for call in calls],
                                                request_id=pending["id"], **self._ids(None)))
         executed = []
@@ -265,4 +268,5 @@ class AgentRun:
             block_edits=self.block_edits,
             ttft_ns=None if self.first_token_ns is None else self.first_token_ns - self.started_ns,
             total_duration_ns=self.clock() - self.started_ns, error=error or self.error,
+            answers_approval=self.answers_approval,
         )

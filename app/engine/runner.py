@@ -5,6 +5,7 @@ and commit its outcome once."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from app.redis_retry import RedisRetry
 from app.schemas.batches import LettaRequest
 from app.settings import Settings
 from app.store import Store
-from app.store.runs import Commit, RunRecord
+from app.store.runs import ALREADY_ANSWERED, Commit, RunRecord
 from app.vocabulary import ItemStatus, StopReason, item_status_for_stop, stop_reason_for_stop
 
 
@@ -142,6 +143,13 @@ class RequestRunner:
             commit = commit_run(self.store, **arguments)
         else:
             commit = await self.redis_retry.call(commit_run, self.store, **arguments)
+        if commit.refused:
+            if item is None:
+                raise ApprovalConflict(ALREADY_ANSWERED)
+            # What the commit recorded instead: the item errored, none of the run's messages kept.
+            record = dataclasses.replace(record, outcome=ItemStatus.ERRORED, stop_reason=StopReason.ERROR,
+                                         error=ALREADY_ANSWERED, messages=[], blocks=[], block_edits=[])
+            return Finished(record=record, commit=commit, inputs=0)
         return Finished(record=record, commit=commit, inputs=inputs)
 
 

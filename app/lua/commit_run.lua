@@ -3,70 +3,157 @@
 -- KEYS[1] global sequence, KEYS[2] agent message index, KEYS[3] agent blocks hash,
 -- KEYS[4] item hash, KEYS[5] batch hash, KEYS[6] batch message index,
 -- KEYS[7] batch-and-agent message index (KEYS[4..7] are '' for a run outside a batch),
--- KEYS[8] agent record
+-- KEYS[8] agent record, KEYS[9] agent's pending approval marker
 -- ARGV[1] key prefix for messages, ARGV[2] JSON {"messages": [[id, json]...],
 --   "blocks": [[label, json, version the run started from]...]}
 -- ARGV[3] outcome (succeeded|errored|cancelled|expired), ARGV[4] stop_reason, ARGV[5] ttft_ns,
--- ARGV[6] total_duration_ns, ARGV[7] error text, ARGV[8] first token time (us, Redis clock) or ''
--- Returns {committed, remaining items, batch status, stale label}: committed is 1, 0 for a
--- duplicate commit, or -1 when a block changed since the run read it (another run of the same
+-- ARGV[6] total_duration_ns, ARGV[7] error text, ARGV[8] first token time (us, Redis clock) or '',
+-- ARGV[9] id of the approval request this run answers or '', ARGV[10] id of the approval request
+-- this run leaves pending or '', ARGV[11] error and ARGV[12] stop_reason of a refused answer
+-- Returns {committed, remaining items, batch status, stale label, refused}: committed is 1, 0 for
+-- a duplicate commit, or -1 when a block changed since the run read it (another run of the same
 -- agent committed first): nothing is written and the caller replays its edits on the new value.
+-- refused is 1 when the run answers an approval that another run answered first: none of its
+-- messages or blocks are written; a batch item is recorded as errored (ARGV[11], ARGV[12]).
+-- The marker holds the pending request's id, '' once answered; absent (an approval asked before
+-- the marker existed) it refuses nothing.
+-- Every value is read and checked before the first write: Redis does not undo a script's
+-- earlier writes when a later command fails, so bad data must stop the script before any.
 local batch_run = KEYS[4] ~= ''
+
+local function int(value)
+  if value == false or value == nil or value == '' then return 0 end
+  if type(value) == 'number' and value == math.floor(value) then return value end
+  if type(value) == 'string' and string.match(value, '^%-?%d+$') then return tonumber(value) end
+  return nil
+end
+local function fmt(n) return string.format('%.0f', n) end
+local function bad(what) return redis.error_reply('commit_run: ' .. what .. '; nothing was written') end
+local function type_of(key) return redis.call('TYPE', key)['ok'] end
+
 local t = redis.call('TIME')
-local now_s = string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2]))
+local now_s = fmt(tonumber(t[1]) * 1000000 + tonumber(t[2]))
 local bstatus, status = '', ''
 if batch_run then
   status = redis.call('HGET', KEYS[4], 'status')
   bstatus = redis.call('HGET', KEYS[5], 'status') or ''
   if status ~= 'pending' and status ~= 'running' then
-    return {0, -1, bstatus, ''}
+    return {0, -1, bstatus, '', 0}
   end
 end
-local payload = cjson.decode(ARGV[2])
+
+-- Read and check everything.
+local decoded, payload = pcall(cjson.decode, ARGV[2])
+if not decoded or type(payload) ~= 'table' then return bad('the payload is not a JSON object') end
+local messages, blocks = payload['messages'] or {}, payload['blocks'] or {}
+if type(messages) ~= 'table' or type(blocks) ~= 'table' then return bad('messages and blocks must be lists') end
+for _, pair in ipairs(messages) do
+  if type(pair) ~= 'table' or type(pair[1]) ~= 'string' or type(pair[2]) ~= 'string' then
+    return bad('a message is not [id, json]')
+  end
+end
+for _, block in ipairs(blocks) do
+  if type(block) ~= 'table' or type(block[1]) ~= 'string' or type(block[2]) ~= 'string' or int(block[3]) == nil then
+    return bad('a block is not [label, json, version]')
+  end
+  local ok, value = pcall(cjson.decode, block[2])
+  if not ok or type(value) ~= 'table' then return bad('block ' .. block[1] .. ' is not a JSON object') end
+end
+local outcomes = {succeeded = true, errored = true, cancelled = true, expired = true}
+if not outcomes[ARGV[3]] then return bad('unknown outcome ' .. ARGV[3]) end
+if int(ARGV[5]) == nil or int(ARGV[6]) == nil or int(ARGV[8]) == nil then
+  return bad('ttft_ns, total_duration_ns and the first token time must be integers')
+end
+local seq = int(redis.call('GET', KEYS[1]))
+if seq == nil then return bad('the sequence is not an integer') end
+for _, key in ipairs({KEYS[2], KEYS[6], KEYS[7]}) do
+  if key ~= '' and type_of(key) ~= 'zset' and type_of(key) ~= 'none' then
+    return bad(key .. ' is not a sorted set')
+  end
+end
+
 local agent_exists = redis.call('EXISTS', KEYS[8]) == 1
+local marker = redis.call('GET', KEYS[9])
+local refused = ARGV[9] ~= '' and marker and marker ~= ARGV[9]
+if refused then
+  if not batch_run then return {0, 0, '', '', 1} end
+  messages, blocks = {}, {}
+end
+local outcome, stop_reason, err = ARGV[3], ARGV[4], ARGV[7]
+if refused then outcome, stop_reason, err = 'errored', ARGV[12], ARGV[11] end
+
+local current_blocks = {}
 if agent_exists then
-  for _, block in ipairs(payload['blocks']) do
+  for _, block in ipairs(blocks) do
     local current = redis.call('HGET', KEYS[3], block[1])
     local version = 0
-    if current then version = tonumber(cjson.decode(current)['version'] or 0) end
-    if version ~= tonumber(block[3]) then return {-1, -1, bstatus, block[1]} end
+    if current then
+      local ok, value = pcall(cjson.decode, current)
+      if not ok or type(value) ~= 'table' or int(value['version']) == nil then
+        return bad('the stored block ' .. block[1] .. ' is unreadable')
+      end
+      version = int(value['version'])
+    end
+    if version ~= int(block[3]) then return {-1, -1, bstatus, block[1], 0} end
   end
 end
+
+local counters, remaining = {}, 0
 if batch_run then
-  if status == 'running' then
-    redis.call('HINCRBY', KEYS[5], 'running', -1)
-  elseif bstatus ~= 'cancelled' and bstatus ~= 'expired' then
-    redis.call('HINCRBY', KEYS[5], 'pending', -1)
+  local from = 'pending'
+  if status == 'running' then from = 'running' end
+  local fields = {'first_token_us', 'pending', 'running', outcome}
+  if outcome == 'errored' then table.insert(fields, 'reason:' .. stop_reason) end
+  local values = redis.call('HMGET', KEYS[5], unpack(fields))
+  for i, field in ipairs(fields) do
+    local n = int(values[i])
+    if n == nil then return bad('batch field ' .. field .. ' is not an integer') end
+    counters[field] = n
   end
-  redis.call('HINCRBY', KEYS[5], ARGV[3], 1)
-  if ARGV[3] == 'errored' then
-    redis.call('HINCRBY', KEYS[5], 'reason:' .. ARGV[4], 1)
+  local first = counters['first_token_us']
+  counters['first_token_us'] = nil
+  if ARGV[8] ~= '' and (values[1] == false or values[1] == '' or first > int(ARGV[8])) then
+    counters['first_token_us'] = int(ARGV[8])
   end
-  redis.call('HSET', KEYS[4], 'status', ARGV[3], 'stop_reason', ARGV[4], 'ttft_ns', ARGV[5],
-    'total_duration_ns', ARGV[6], 'error', ARGV[7], 'completed_us', now_s, 'lease_until_us', '0')
-  if ARGV[8] ~= '' then
-    local first = redis.call('HGET', KEYS[5], 'first_token_us')
-    if (not first) or first == '' or tonumber(first) > tonumber(ARGV[8]) then
-      redis.call('HSET', KEYS[5], 'first_token_us', ARGV[8])
+  -- Unstarted items of a stopped batch were already counted as stopped (stop_batch.lua).
+  if from == 'running' or (bstatus ~= 'cancelled' and bstatus ~= 'expired') then
+    counters[from] = counters[from] - 1
+  end
+  counters[outcome] = counters[outcome] + 1
+  if outcome == 'errored' then counters['reason:' .. stop_reason] = counters['reason:' .. stop_reason] + 1 end
+  remaining = (counters['pending'] or 0) + (counters['running'] or 0)
+end
+
+-- Write.
+if batch_run then
+  for field, n in pairs(counters) do redis.call('HSET', KEYS[5], field, fmt(n)) end
+  redis.call('HSET', KEYS[5], 'updated_us', now_s)
+  redis.call('HSET', KEYS[4], 'status', outcome, 'stop_reason', stop_reason, 'ttft_ns', ARGV[5],
+    'total_duration_ns', ARGV[6], 'error', err, 'completed_us', now_s, 'lease_until_us', '0')
+end
+-- A deleted agent gets no keys back; its messages stay readable through the batch that made them.
+if agent_exists or batch_run then
+  for _, pair in ipairs(messages) do
+    seq = seq + 1
+    redis.call('SET', ARGV[1] .. pair[1], pair[2])
+    if agent_exists then redis.call('ZADD', KEYS[2], seq, pair[1]) end
+    if batch_run then
+      redis.call('ZADD', KEYS[6], seq, pair[1])
+      redis.call('ZADD', KEYS[7], seq, pair[1])
     end
   end
-  redis.call('HSET', KEYS[5], 'updated_us', now_s)
-end
-for _, pair in ipairs(payload['messages']) do
-  local seq = redis.call('INCR', KEYS[1])
-  redis.call('SET', ARGV[1] .. pair[1], pair[2])
-  redis.call('ZADD', KEYS[2], seq, pair[1])
-  if batch_run then
-    redis.call('ZADD', KEYS[6], seq, pair[1])
-    redis.call('ZADD', KEYS[7], seq, pair[1])
-  end
+  if #messages > 0 then redis.call('SET', KEYS[1], fmt(seq)) end
 end
 if agent_exists then
-  for _, block in ipairs(payload['blocks']) do
+  for _, block in ipairs(blocks) do
     redis.call('HSET', KEYS[3], block[1], block[2])
   end
+  if not refused and ARGV[10] ~= '' then
+    redis.call('SET', KEYS[9], ARGV[10])
+  elseif not refused and ARGV[9] ~= '' then
+    redis.call('SET', KEYS[9], '')
+  end
 end
-if not batch_run then return {1, 0, '', ''} end
-local remaining = tonumber(redis.call('HGET', KEYS[5], 'pending') or '0') +
-  tonumber(redis.call('HGET', KEYS[5], 'running') or '0')
-return {1, remaining, bstatus, ''}
+local r = 0
+if refused then r = 1 end
+return {1, remaining, bstatus, '', r}

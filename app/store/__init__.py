@@ -6,6 +6,8 @@ process and workers on other machines measure batch durations against one clock.
 
 from __future__ import annotations
 
+import logging
+
 import redis
 
 from app.store.agents import AgentStore
@@ -17,6 +19,22 @@ from app.store.runs import RunStore
 from app.store.scripts import Scripts
 from app.store.secrets import SecretStore
 from app.store.sweeps import SweepStore
+
+logger = logging.getLogger(__name__)
+
+#: The only maxmemory-policy under which Redis never drops a key to make room. Every other one
+#: may evict Batchline's state; the volatile-* ones evict keys with a TTL, which are the
+#: idempotency keys (a retried create would make a second batch) and the callback lock (a
+#: callback could be delivered twice).
+SAFE_EVICTION_POLICY = "noeviction"
+
+#: Exit status of a process that refuses its Redis: gunicorn's "worker failed to boot", which
+#: stops gunicorn instead of restarting the worker forever (dramatiq stops on any failed boot).
+UNSAFE_REDIS_EXIT_STATUS = 3
+
+
+class UnsafeRedis(RuntimeError):
+    """Redis is configured to lose keys."""
 
 
 def connect(url: str) -> redis.Redis:
@@ -46,6 +64,28 @@ class Store:
         """Redis answers (raises redis.RedisError when it does not)."""
         return bool(self.client.ping())
 
+    def check_server(self) -> None:
+        """Raise UnsafeRedis if Redis may evict keys (read from INFO, which managed Redis services
+        answer even where CONFIG is disabled)."""
+        policy = self.client.info("memory").get("maxmemory_policy")
+        if policy is not None and policy != SAFE_EVICTION_POLICY:
+            raise UnsafeRedis(
+                f"Redis is configured with maxmemory-policy {policy}: under memory pressure it would delete "
+                "batches, items, messages or idempotency keys. Set maxmemory-policy to noeviction (redis.conf, "
+                "or CONFIG SET maxmemory-policy noeviction) and start Batchline again.")
+
+    def refuse_unsafe_server(self, process: str) -> None:
+        """At a process's start: log and exit (no traceback) if Redis may evict keys. A Redis that
+        does not answer yet is not checked here; the probes and the broker report it."""
+        try:
+            self.check_server()
+        except UnsafeRedis as exc:
+            logger.error("The %s refuses to start: %s", process, exc)
+            raise SystemExit(UNSAFE_REDIS_EXIT_STATUS) from None
+        except redis.RedisError as exc:
+            logger.warning("Could not check Redis's eviction policy at start (%s); it is unreachable for now.",
+                           type(exc).__name__)
+
 
 __all__ = ["AgentStore", "BatchStore", "CallbackStore", "MessageStore", "ProgressStore", "RunStore", "SecretStore",
-           "Store", "SweepStore", "connect"]
+           "Store", "SweepStore", "UnsafeRedis", "connect"]

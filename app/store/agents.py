@@ -103,7 +103,8 @@ class AgentStore:
     def delete(self, agent_id: str) -> bool:
         """Forget the agent; its messages stay readable through the batches that made them."""
         with self.client.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.agent(agent_id), keys.agent_blocks(agent_id), keys.agent_messages(agent_id))
+            pipe.delete(keys.agent(agent_id), keys.agent_blocks(agent_id), keys.agent_messages(agent_id),
+                        keys.agent_pending_approval(agent_id))
             pipe.zrem(keys.AGENTS, agent_id)
             deleted, _ = pipe.execute()
         return bool(deleted)

@@ -67,3 +67,9 @@ def item(item_id: str) -> str:
 
 def idempotency(key: str) -> str:
     return f"{PREFIX}idem:{key}"
+
+
+def agent_pending_approval(agent_id: str) -> str:
+    """The id of the approval request the agent waits on ('' once answered; absent if it never
+    asked for one through a commit that kept this marker)."""
+    return f"{PREFIX}agent:{agent_id}:pending_approval"

@@ -11,6 +11,10 @@ import redis
 
 from app.store import keys
 from app.store.scripts import Scripts
+from app.vocabulary import StopReason
+
+#: The error of a run that answered an approval another request had already answered.
+ALREADY_ANSWERED = "This approval was already answered by another request; this answer was not applied."
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class RunRecord:
     error: str | None = None
     #: Redis-clock microseconds of the first streamed token, when there was one.
     first_token_us: int | None = None
+    #: Id of the approval request this run answers (it resumed a paused run), if any.
+    answers_approval: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,9 @@ class Commit:
     batch_status: str
     #: A block label that changed since the run read it: nothing was written; replay and retry.
     stale_block: str | None = None
+    #: The run answered an approval another run had answered first: none of its messages or
+    #: blocks were written (a batch item is recorded as errored with ALREADY_ANSWERED).
+    refused: bool = False
 
 
 class RunStore:
@@ -102,22 +111,33 @@ class RunStore:
             "blocks": [[block["label"], json.dumps(_stored(block)), block.get("base_version", 0)]
                        for block in record.blocks],
         })
-        committed, remaining, batch_status, stale = self.scripts.commit_run(
+        committed, remaining, batch_status, stale, refused = self.scripts.commit_run(
             keys=[
                 keys.SEQ, keys.agent_messages(agent_id), keys.agent_blocks(agent_id),
                 keys.item(item_id) if in_batch else "", keys.batch(batch_id) if in_batch else "",
                 keys.batch_messages(batch_id) if in_batch else "",
                 keys.batch_agent_messages(batch_id, agent_id) if in_batch else "",
-                keys.agent(agent_id),
+                keys.agent(agent_id), keys.agent_pending_approval(agent_id),
             ],
             args=[
                 keys.MESSAGE_PREFIX, payload, record.outcome, record.stop_reason or "",
                 "" if record.ttft_ns is None else record.ttft_ns,
                 "" if record.total_duration_ns is None else record.total_duration_ns,
                 record.error or "", "" if record.first_token_us is None else record.first_token_us,
+                record.answers_approval or "", _left_pending(record.messages) or "",
+                ALREADY_ANSWERED, StopReason.ERROR,
             ],
         )
-        return Commit(committed == 1, int(remaining), batch_status, stale or None)
+        return Commit(committed == 1, int(remaining), batch_status, stale or None, refused=refused == 1)
+
+
+def _left_pending(messages: list[dict[str, Any]]) -> str | None:
+    """The id of the approval request the run ends waiting on: its last approval message, when
+    that is a request (it has tool_calls) rather than a response."""
+    for message in reversed(messages):
+        if message["role"] == "approval":
+            return message["id"] if message.get("tool_calls") else None
+    return None
 
 
 def _stored(block: dict[str, Any]) -> dict[str, Any]:

@@ -181,3 +181,42 @@ def test_given_concurrent_requests_to_one_agent_when_each_edits_memory_then_no_e
     assert s.model.max_open_streams >= 2  # they really ran at the same time
     value = s.client.agents.retrieve(s.agent.id).memory.blocks[0].value
     assert sorted(value.split("\n")[1:]) == [f"note: fact {i}" for i in range(6)]
+
+
+def test_given_concurrent_requests_making_the_same_edits_when_all_commit_then_each_edit_is_made_once(scenario):
+    s = scenario(tools=["core_memory_replace"], memory_blocks=[{"label": "human", "value": "Name: Sam\nlikes tea"}])
+    edits = {"rename": {"old_content": "Sam", "new_content": "Samantha"},
+             "coffee": {"old_content": "likes tea", "new_content": "likes tea and coffee"}}
+
+    def script(body, n):
+        last = body["messages"][-1]
+        if last["role"] == "tool":  # slow, so every run has read the block before any commits
+            return Reply(text="Done.", first_token_delay_s=1.0)
+        return Reply(text="", tool_calls=[("core_memory_replace", json.dumps(
+            {"label": "human", **edits[last["content"]]}))])
+
+    s.model.script = script
+    batch, items, _ = s.run(*({"input": kind} for kind in ["rename"] * 3 + ["coffee"] * 2))
+    assert batch.status == "completed" and {item["stop_reason"] for item in items} == {"end_turn"}
+    first_calls = [body for body in s.model.requests if body["messages"][-1]["role"] == "user"]
+    read_original = [body["messages"][-1]["content"] for body in first_calls
+                     if "Name: Sam\nlikes tea\n" in system_prompt(body)]
+    assert read_original.count("rename") >= 2 and read_original.count("coffee") == 2  # they really overlapped
+    assert s.client.agents.retrieve(s.agent.id).memory.blocks[0].value == "Name: Samantha\nlikes tea and coffee"
+
+
+def test_given_one_paused_call_when_two_requests_of_a_batch_approve_it_at_once_then_it_runs_once(scenario):
+    s, call_id = _paused(scenario)
+    s.model.script = lambda body, n: Reply(text="Done.", first_token_delay_s=1.0)
+    approve = {"messages": [{"type": "approval", "approvals": [
+        {"type": "approval", "tool_call_id": call_id, "approve": True}]}]}
+    batch, items, messages = s.run(approve, approve)
+    assert s.model.max_open_streams == 2  # both approvals ran the tool and reached the model
+    assert s.client.agents.retrieve(s.agent.id).memory.blocks[0].value == "Name: Sam\nLikes tea."
+    assert [m.role for m in messages] == ["approval", "tool", "assistant"]
+    assert sorted((item["status"], item["error"]) for item in items) == [
+        ("errored", "This approval was already answered by another request; this answer was not applied."),
+        ("succeeded", None)]
+    assert batch.status == "completed"
+    history = list(s.client.agents.messages.list(s.agent.id, order="asc"))
+    assert [m.message_type for m in history].count("approval_response_message") == 1
