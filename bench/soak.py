@@ -32,14 +32,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--redis-restarts", type=int, default=3)
-    parser.add_argument("--batches", default="600,400,300,200", help="sizes, comma-separated")
+    parser.add_argument("--batches", default="1200,800,600,400", help="sizes, comma-separated")
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else int(time.time())
     delays = random.Random(seed)
     sizes = tuple(int(size) for size in args.batches.split(","))
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack, FakeOpenAIServer() as model:
-        model.script = lambda body, n: Reply(first_token_delay_s=delays.uniform(0.2, 1.5))
+        model.script = lambda body, n: Reply(first_token_delay_s=delays.uniform(2.0, 5.0))
         server = RestartableRedis(directory=Path(tmp) / "redis").start()
         stack.callback(server.stop)
         env = service_env(server.url, BATCHLINE_VAR_DIR=str(Path(tmp) / "var"), **RECOVERY)
@@ -49,11 +49,11 @@ def main() -> None:
             "model": "gpt-4o-mini", "model_endpoint_type": "openai", "model_endpoint": model.base_url}}).json()
         started = time.monotonic()
         report = run_chaos(service, server, agent_id=agent["id"], batch_sizes=sizes, duration_s=args.minutes * 60,
-                           redis_restarts=args.redis_restarts, seed=seed, settle_timeout_s=600)
+                           redis_restarts=args.redis_restarts, seed=seed, worker_threads=2, settle_timeout_s=600)
         elapsed = time.monotonic() - started
         report.model_calls = len(model.requests)
     print(f"seed {seed}: {len(sizes)} batches, {report.requests} requests, {elapsed:.0f} s")
-    print(f"chaos: {dict(report.events)}")
+    print(f"chaos: {dict(report.events)}, {report.events_during_work} of them while requests were unfinished")
     print(f"batches completed: {sum(status == 'completed' for status, _ in report.outcomes.values())}/{len(sizes)}")
     print(f"requests not recorded exactly once: {report.not_exactly_once}")
     print(f"model calls: {report.model_calls} for {report.requests} requests "

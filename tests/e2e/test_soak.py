@@ -32,11 +32,12 @@ def test_given_workers_killed_at_random_and_a_redis_restart_when_three_batches_r
     seed = int(os.environ.get("BATCHLINE_SOAK_SEED") or time.time())
     delays = random.Random(seed)
     with FakeOpenAIServer() as model:
-        model.script = lambda body, n: Reply(first_token_delay_s=delays.uniform(0.2, 1.5))
+        model.script = lambda body, n: Reply(first_token_delay_s=delays.uniform(2.0, 5.0))
         service = start_service(workers=False, on_redis=own_redis.url, **RECOVERY)
         agent = _openai_agent(service.client(), model)
-        report = run_chaos(service, own_redis, agent_id=agent.id, batch_sizes=(120, 80, 60), duration_s=75,
-                           redis_restarts=1, seed=seed)
+        report = run_chaos(service, own_redis, agent_id=agent.id, batch_sizes=(300, 200, 100), duration_s=75,
+                           redis_restarts=1, seed=seed, worker_threads=2)
     print(report)
     assert report.ok, report
     assert report.events["redis restart"] == 1 and report.events["SIGKILL"] + report.events["SIGTERM"] >= 5
+    assert report.events_during_work >= 8  # the chaos struck while the batches ran, not after

@@ -30,6 +30,8 @@ class ChaosReport:
     model_calls: int = 0
     settle_s: float = 0.0
     sweep_totals: dict[str, str] = field(default_factory=dict)
+    #: chaos events that struck while requests were still unfinished (the ones that test anything)
+    events_during_work: int = 0
 
     @property
     def ok(self) -> bool:
@@ -51,6 +53,8 @@ def run_chaos(service: Service, server: RestartableRedis, *, agent_id: str, batc
     restart_at = [started + duration_s * (n + 1) / (redis_restarts + 1) for n in range(redis_restarts)]
     while time.monotonic() - started < duration_s:
         time.sleep(chance.uniform(*pause_s))
+        if any(client.batches.retrieve(batch_id).status == "running" for batch_id in batches):
+            report.events_during_work += 1
         if restart_at and time.monotonic() >= restart_at[0]:
             restart_at.pop(0)
             server.kill()
