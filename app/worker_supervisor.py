@@ -8,8 +8,8 @@ logs one WARNING line and starts it again after a backoff (1 s, doubling for eac
 a minute, at most 30 s); the others keep running. More than `--max-restarts-per-minute` restarts
 within a minute is a crash loop that a restart will not cure: it logs one ERROR line, stops the
 rest and exits 1, so the process manager (honcho) stops the service where an operator sees it.
-A configuration error (Dramatiq's exit code 2, a module that fails to import, or 4, a pid file)
-is not retried either.
+A start-up error (Dramatiq's exit codes 2, a module that fails to import; 3, the broker refused at
+start-up; 4, a pid file) is not retried either: the same start would fail the same way.
 
 The work of a dead process is not lost: its items are under leases (`BATCHLINE_ITEM_LEASE_S`)
 and its unacked messages go back to the queue once its heartbeat is missed
@@ -44,8 +44,8 @@ RESTART_WINDOW_S = 60.0
 #: First delay before a restart; it doubles for each restart of the same process within the window.
 DEFAULT_BACKOFF_S = 1.0
 BACKOFF_MAX_S = 30.0
-#: Dramatiq's exit codes for errors a restart cannot cure: RET_IMPORT, RET_PIDFILE.
-FATAL_EXIT_CODES = frozenset({2, 4})
+#: Dramatiq's exit codes for start-up errors a restart cannot cure: RET_IMPORT, RET_CONNECT, RET_PIDFILE.
+FATAL_EXIT_CODES = frozenset({2, 3, 4})
 _POLL_S = 0.1
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -126,7 +126,7 @@ class Supervisor:
         """A process exited unasked: schedule its restart, or return the exit code to give up with."""
         self._adopt_orphans()
         if code in FATAL_EXIT_CODES:
-            logger.error("worker %d exited with code %d (a configuration error: see the lines above); "
+            logger.error("worker %d exited with code %d (a start-up error: see the lines above); "
                          "not restarting it, stopping the others", slot.index, code)
             return self._give_up(code)
         now = time.monotonic()

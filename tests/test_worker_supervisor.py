@@ -49,11 +49,11 @@ def test_given_a_process_that_keeps_dying_then_it_is_restarted_with_a_doubling_b
     assert "Traceback" not in text
 
 
-def test_given_a_configuration_error_exit_code_then_it_is_not_restarted(tmp_path):
+def test_given_a_start_up_error_exit_code_then_it_is_not_restarted(tmp_path):
     process, starts, log = _supervise(tmp_path, "sys.exit(2)", "--processes", "2")
     assert process.wait(timeout=30) == 2
     assert len(_started(starts)) == 2
-    assert "[WARNING]" not in log.read_text() and "configuration error" in log.read_text()
+    assert "[WARNING]" not in log.read_text() and "a start-up error" in log.read_text()
 
 
 def test_given_one_of_two_processes_killed_then_only_it_is_replaced_and_the_other_keeps_running(tmp_path):
