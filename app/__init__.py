@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     )
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
-    redis_url = settings.redis_url or ensure_embedded_redis(settings.var_dir)
+    redis_url = settings.redis_url or ensure_embedded_redis(settings.var_dir, appendfsync=settings.redis_appendfsync)
     store = Store(client=connect(redis_url))
     store.refuse_unsafe_server("web process")
     app.extensions["batchline"] = Services(

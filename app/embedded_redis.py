@@ -3,7 +3,8 @@ process on this machine that runs without `REDIS_URL`.
 
 The first process to need it spawns a small supervisor (this module's `main()`) in its
 own session; the supervisor runs redis-server with append-only persistence under the var
-directory and shuts it down (which flushes the AOF) once no registered user process is alive.
+directory (`appendfsync` as configured: `always` by default, see docs/durability.md) and shuts
+it down (which flushes the AOF) once no registered user process is alive.
 Every web and worker process registers its pid, so the server lives exactly as long as the
 service does, however the processes were started (honcho, gunicorn, the dramatiq CLI).
 """
@@ -29,6 +30,11 @@ import redis
 DEFAULT_GRACE_S = 3.0
 #: Seconds a process waits for a newly spawned server to answer PING.
 DEFAULT_START_TIMEOUT_S = 15.0
+#: Redis's AOF fsync policies (`appendfsync`).
+APPENDFSYNC_POLICIES = ("always", "everysec", "no")
+#: fsync before every reply: an acknowledged write survives even a power loss, for well under a
+#: millisecond per write here (docs/durability.md, `python -m bench.aof`).
+DEFAULT_APPENDFSYNC = "always"
 _POLL_S = 0.25
 
 
@@ -83,13 +89,19 @@ class EmbeddedRedis:
     def write_users(self, pids: set[int]) -> None:
         self.users_path.write_text("".join(f"{pid}\n" for pid in sorted(pids)))
 
-    def ensure(self, *, user_pid: int | None = None, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> str:
+    def ensure(self, *, user_pid: int | None = None, timeout_s: float = DEFAULT_START_TIMEOUT_S,
+               appendfsync: str = DEFAULT_APPENDFSYNC) -> str:
         """Register `user_pid` (default: this process) and return the URL of the running server,
-        spawning the supervisor first if no server answers."""
+        spawning the supervisor first if no server answers. A server already running (started
+        with an older setting, within its grace period) is switched to `appendfsync`."""
+        if appendfsync not in APPENDFSYNC_POLICIES:
+            raise ValueError(f"appendfsync must be one of {', '.join(APPENDFSYNC_POLICIES)}")
         with self.locked():
             self.write_users(self.users() | {user_pid or os.getpid()})
             port = self.running_port()
-            if port is None:
+            if port is not None:
+                redis.Redis(port=port, socket_timeout=5).config_set("appendfsync", appendfsync)
+            else:
                 port = free_port()
                 self.port_path.unlink(missing_ok=True)
                 with open(self.log_path, "ab") as log:
@@ -97,7 +109,7 @@ class EmbeddedRedis:
                     # runpy then warns (RuntimeWarning) at the top of the log on every start.
                     subprocess.Popen(
                         [sys.executable, "-c", "from app.embedded_redis import main; main()",
-                         "--var-dir", str(self.var_dir), "--port", str(port)],
+                         "--var-dir", str(self.var_dir), "--port", str(port), "--appendfsync", appendfsync],
                         stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
                         cwd=Path(__file__).resolve().parent.parent,
                     )
@@ -109,8 +121,8 @@ class EmbeddedRedis:
         return self.url(port)
 
 
-def ensure_embedded_redis(var_dir: Path | str) -> str:
-    return EmbeddedRedis(var_dir=var_dir).ensure()
+def ensure_embedded_redis(var_dir: Path | str, *, appendfsync: str = DEFAULT_APPENDFSYNC) -> str:
+    return EmbeddedRedis(var_dir=var_dir).ensure(appendfsync=appendfsync)
 
 
 def _answers_ping(port: int) -> bool:
@@ -130,13 +142,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def supervise(*, var_dir: Path, port: int, grace_s: float = DEFAULT_GRACE_S) -> int:
+def supervise(*, var_dir: Path, port: int, grace_s: float = DEFAULT_GRACE_S,
+              appendfsync: str = DEFAULT_APPENDFSYNC) -> int:
     """Run redis-server until no user process is left; return its exit code."""
     embedded = EmbeddedRedis(var_dir=var_dir)
     server = subprocess.Popen([
         str(redis_server_binary()),
         "--port", str(port), "--bind", "127.0.0.1", "--dir", str(embedded.var_dir),
-        "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+        "--appendonly", "yes", "--appendfsync", appendfsync, "--save", "",
         "--daemonize", "no", "--loglevel", "warning",
     ])
     signal.signal(signal.SIGTERM, lambda *_: server.terminate())
@@ -173,8 +186,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Supervise Batchline's embedded redis-server.")
     parser.add_argument("--var-dir", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--appendfsync", choices=APPENDFSYNC_POLICIES, default=DEFAULT_APPENDFSYNC)
     args = parser.parse_args()
-    sys.exit(supervise(var_dir=args.var_dir, port=args.port))
+    sys.exit(supervise(var_dir=args.var_dir, port=args.port, appendfsync=args.appendfsync))
 
 
 if __name__ == "__main__":

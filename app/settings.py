@@ -10,9 +10,12 @@ Build it in a factory (`create_app`, the broker module), never at import of a li
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.embedded_redis import DEFAULT_APPENDFSYNC
 
 #: Default port of the web process (Letta's).
 DEFAULT_PORT = 8283
@@ -40,6 +43,10 @@ class Settings(BaseSettings):
     #: None means: start (or join) the embedded redis-server under `var_dir`.
     redis_url: str | None = Field(None, validation_alias="REDIS_URL")
     var_dir: Path = Path("var")
+    #: The embedded Redis's AOF fsync policy (ignored with `REDIS_URL`): `always` fsyncs before
+    #: every reply, so nothing acknowledged is lost even on a power loss; `everysec` can lose the
+    #: last second of acknowledged batches and commits then (docs/durability.md).
+    redis_appendfsync: Literal["always", "everysec", "no"] = DEFAULT_APPENDFSYNC
 
     openai_base_url: str = Field("https://api.openai.com/v1", validation_alias="OPENAI_BASE_URL")
     openai_api_key: SecretStr | None = Field(None, validation_alias="OPENAI_API_KEY")

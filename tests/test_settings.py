@@ -25,3 +25,9 @@ def test_given_a_key_with_control_characters_when_read_then_it_is_refused_withou
 def test_given_a_completion_window_beyond_what_dramatiq_can_delay_then_it_is_refused():
     with pytest.raises(ValidationError):
         Settings(completion_window_s=8 * 24 * 3600, _env_file=None)
+
+
+def test_given_an_unknown_appendfsync_policy_then_it_is_refused_and_the_default_is_always():
+    with pytest.raises(ValidationError):
+        Settings(redis_appendfsync="sometimes", _env_file=None)
+    assert Settings(_env_file=None).redis_appendfsync == "always"

@@ -5,12 +5,9 @@ passes beside a Batchline already serving on 8283."""
 
 from __future__ import annotations
 
-import re
-import shutil
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,14 +15,8 @@ import redis
 
 from app.embedded_redis import free_port
 from app.settings import DEFAULT_PORT
-from tests.support.processes import REPO, service_env, stop, wait_http
-
-
-def quick_start_commands() -> list[str]:
-    readme = (REPO / "README.md").read_text()
-    block = re.search(r"## Quick start\s+```bash\n(.*?)```", readme, re.S)
-    assert block, "README.md must open with a Quick start code block"
-    return [line for line in block.group(1).splitlines() if line.strip()]
+from tests.support.processes import REPO, stop
+from tests.support.quick_start import embedded_redis_port, quick_start_commands, start_quick_start
 
 
 def test_given_the_readme_then_it_gives_exactly_two_commands_and_ci_runs_the_second():
@@ -51,30 +42,13 @@ def test_given_honcho_sets_port_5000_when_the_procfile_web_line_expands_then_it_
     assert f"--bind {bound} " in expanded
 
 
-def _start(checkout: Path, var_dir: Path, port: int, log: Path) -> subprocess.Popen:
-    """The README's run command, in a directory holding the Procfile (and no `.env`), with
-    `BATCHLINE_PORT` exported as the README says."""
-    run_service = quick_start_commands()[0].split("&&")[-1].strip()
-    shutil.copy(REPO / "Procfile", checkout / "Procfile")
-    env = service_env(None, BATCHLINE_VAR_DIR=str(var_dir), BATCHLINE_PORT=str(port))
-    with open(log, "ab") as out:
-        process = subprocess.Popen(["bash", "-c", run_service], cwd=checkout, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-    wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=60, process=process)
-    return process
-
-
-def _embedded_port(var_dir: Path) -> int:
-    return int((var_dir / "redis.port").read_text())
-
-
 def test_given_batchline_port_and_no_redis_url_when_the_readme_command_runs_then_it_serves_there_and_keeps_data(
         tmp_path):
     var_dir, log, port = tmp_path / "var", tmp_path / "honcho.log", free_port()
     base = f"http://127.0.0.1:{port}"
-    process = _start(tmp_path, var_dir, port, log)
+    process = start_quick_start(tmp_path, var_dir, port, log)
     try:
-        redis_port = _embedded_port(var_dir)
+        redis_port = embedded_redis_port(var_dir)
         agent = httpx.post(f"{base}/v1/agents/", json={"name": "keeper", "model": "simulated/echo"}).json()
         # the answer came from this service: the agent is in its own embedded Redis
         assert any(redis.Redis(port=redis_port).scan_iter(match=f"*{agent['id']}*"))
@@ -93,7 +67,7 @@ def test_given_batchline_port_and_no_redis_url_when_the_readme_command_runs_then
         time.sleep(0.2)
     assert (var_dir / "appendonly.aof").exists()
 
-    process = _start(tmp_path, var_dir, port, log)
+    process = start_quick_start(tmp_path, var_dir, port, log)
     try:
         assert httpx.get(f"{base}/v1/agents/{agent['id']}").json()["name"] == "keeper"
         again = httpx.get(f"{base}/v1/messages/batches/{batch['id']}").json()
