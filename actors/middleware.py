@@ -35,6 +35,7 @@ class RuntimeMiddleware(Middleware):
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         # Worker threads start consuming right after this hook: the runtime must exist by then.
         runtime = WorkerRuntime(settings=self.settings, redis_url=self.redis_url, tasks=TaskQueue(broker=broker))
+        runtime.threads = worker.worker_threads
         get_event_loop_thread().run_coroutine(runtime.start())
         set_runtime(runtime)
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import dramatiq
 import redis
 
+from actors.heartbeat import forget, send_heartbeats
 from actors.leases import renew_leases
 from actors.memory import MemoryBudget
 from actors.reconciler import Reconciler
@@ -87,6 +88,7 @@ class WorkerRuntime:
         self.stopping: set[str] = set()
         self.shutting_down = False
         self._background: list[asyncio.Task] = []
+        self.threads = 0  # the Dramatiq worker's thread count, for the heartbeat
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -108,6 +110,10 @@ class WorkerRuntime:
                                              item_ids=lambda: list(self.in_flight))),
             asyncio.create_task(self._sweep_periodically()),
             asyncio.create_task(self._watch_redis()),
+            asyncio.create_task(send_heartbeats(
+                store=self.store, owner=self.owner, threads=lambda: self.threads,
+                items_in_flight=lambda: len(self.in_flight),
+                streams_open=lambda: self.settings.worker_max_streams - self.streams._value)),
         ]
 
     def begin_shutdown(self) -> None:
@@ -120,6 +126,7 @@ class WorkerRuntime:
         self.stops.close()
         for task in self._background:
             task.cancel()
+        await asyncio.to_thread(forget, self.store, self.owner)
         await self.http.aclose()
 
     # -- chunks and items ------------------------------------------------------------------

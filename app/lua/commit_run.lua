@@ -3,13 +3,17 @@
 -- KEYS[1] global sequence, KEYS[2] agent message index, KEYS[3] agent blocks hash,
 -- KEYS[4] item hash, KEYS[5] batch hash, KEYS[6] batch message index,
 -- KEYS[7] batch-and-agent message index (KEYS[4..7] are '' for a run outside a batch),
--- KEYS[8] agent record, KEYS[9] agent's pending approval marker
+-- KEYS[8] agent record, KEYS[9] agent's pending approval marker,
+-- KEYS[10] metric counters, KEYS[11] ttft histogram, KEYS[12] duration histogram, KEYS[13] recent
+-- ttft samples (KEYS[10..13] absent or '': no metrics; only a batch item's commit records them)
 -- ARGV[1] key prefix for messages, ARGV[2] JSON {"messages": [[id, json]...],
 --   "blocks": [[label, json, version the run started from]...]}
 -- ARGV[3] outcome (succeeded|errored|cancelled|expired), ARGV[4] stop_reason, ARGV[5] ttft_ns,
 -- ARGV[6] total_duration_ns, ARGV[7] error text, ARGV[8] first token time (us, Redis clock) or '',
 -- ARGV[9] id of the approval request this run answers or '', ARGV[10] id of the approval request
--- this run leaves pending or '', ARGV[11] error and ARGV[12] stop_reason of a refused answer
+-- this run leaves pending or '', ARGV[11] error and ARGV[12] stop_reason of a refused answer,
+-- ARGV[13] prefix of the per-minute throughput hashes, ARGV[14] ttft and ARGV[15] duration
+-- histogram bounds (seconds, comma-separated, ascending)
 -- Returns {committed, remaining items, batch status, stale label, refused}: committed is 1, 0 for
 -- a duplicate commit, or -1 when a block changed since the run read it (another run of the same
 -- agent committed first): nothing is written and the caller replays its edits on the new value.
@@ -98,6 +102,27 @@ if agent_exists then
   end
 end
 
+-- Metrics of the item's end (app/store/monitor.py reads them): which fields to add to.
+local metrics = batch_run and KEYS[10] ~= nil and KEYS[10] ~= ''
+local observed = {}
+local function bucket(bounds, seconds)
+  for bound in string.gmatch(bounds or '', '[^,]+') do
+    if tonumber(bound) == nil then return nil end
+    if seconds <= tonumber(bound) then return 'le=' .. bound end
+  end
+  return 'le=+Inf'
+end
+if metrics then
+  for _, spec in ipairs({{KEYS[11], ARGV[5], ARGV[14]}, {KEYS[12], ARGV[6], ARGV[15]}}) do
+    if spec[2] ~= '' then
+      local seconds = int(spec[2]) / 1e9
+      local field = bucket(spec[3], seconds)
+      if field == nil then return bad('a histogram bound is not a number') end
+      table.insert(observed, {spec[1], field, string.format('%.9f', seconds)})
+    end
+  end
+end
+
 local counters, remaining = {}, 0
 if batch_run then
   local from = 'pending'
@@ -130,6 +155,24 @@ if batch_run then
   redis.call('HSET', KEYS[5], 'updated_us', now_s)
   redis.call('HSET', KEYS[4], 'status', outcome, 'stop_reason', stop_reason, 'ttft_ns', ARGV[5],
     'total_duration_ns', ARGV[6], 'error', err, 'completed_us', now_s, 'lease_until_us', '0')
+end
+if metrics then
+  local reason = stop_reason
+  if reason == '' then reason = outcome end
+  redis.call('HINCRBY', KEYS[10], 'items_finished_total|stop_reason=' .. reason, 1)
+  local minute = ARGV[13] .. fmt(math.floor(tonumber(t[1]) / 60))
+  redis.call('HINCRBY', minute, 'finished', 1)
+  if outcome == 'errored' then redis.call('HINCRBY', minute, 'failed', 1) end
+  redis.call('EXPIRE', minute, 7200)
+  for i, one in ipairs(observed) do
+    redis.call('HINCRBY', one[1], one[2], 1)
+    redis.call('HINCRBY', one[1], 'count', 1)
+    redis.call('HINCRBYFLOAT', one[1], 'sum', one[3])
+    if i == 1 and ARGV[5] ~= '' then
+      redis.call('LPUSH', KEYS[13], one[3])
+      redis.call('LTRIM', KEYS[13], 0, 999)
+    end
+  end
 end
 -- A deleted agent gets no keys back; its messages stay readable through the batch that made them.
 if agent_exists or batch_run then

@@ -1,5 +1,5 @@
 -- Give a batch whose items have all ended its terminal status, stop_reason and timings.
--- Safe to run any number of times. KEYS[1] batch hash.
+-- Safe to run any number of times. KEYS[1] batch hash, KEYS[2] metric counters (or absent).
 -- Returns {result, status}: finalized, terminal (already terminal), busy (items remain), missing
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'missing', ''} end
@@ -27,4 +27,5 @@ end
 redis.call('HSET', KEYS[1], 'status', final, 'stop_reason', reason,
   'completed_us', string.format('%.0f', now_us), 'updated_us', string.format('%.0f', now_us),
   'total_duration_ns', string.format('%.0f', (now_us - created_us) * 1000))
+if KEYS[2] then redis.call('HINCRBY', KEYS[2], 'batches_finished_total|status=' .. final, 1) end
 return {'finalized', final}

@@ -1,6 +1,6 @@
 -- Cancel or expire a batch: its status turns terminal at once, its not-yet-started items count
 -- as stopped, and every worker hears of it on the stop channel to close in-flight streams.
--- KEYS[1] batch hash. ARGV[1] stop status (cancelled|expired), ARGV[2] stop_reason or '',
+-- KEYS[1] batch hash, KEYS[2] metric counters (or absent). ARGV[1] stop status (cancelled|expired), ARGV[2] stop_reason or '',
 -- ARGV[3] stop channel, ARGV[4] batch id
 -- Returns {result, detail}: stopped (detail = items still running), already, conflict (detail =
 -- the terminal status), settled (every item already ended: the batch is only waiting for its
@@ -39,5 +39,6 @@ redis.call('HSET', KEYS[1], ARGV[1], string.format('%.0f', n[ARGV[1]] + n['pendi
   'status', ARGV[1], 'stop_reason', ARGV[2],
   'completed_us', string.format('%.0f', now_us), 'updated_us', string.format('%.0f', now_us),
   'total_duration_ns', string.format('%.0f', (now_us - n['created_us']) * 1000))
+if KEYS[2] then redis.call('HINCRBY', KEYS[2], 'batches_finished_total|status=' .. ARGV[1], 1) end
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return {'stopped', string.format('%.0f', n['running'])}

@@ -100,6 +100,7 @@ class BatchStore:
         pipe.zadd(keys.BATCHES, {batch_id: seq})
         pipe.zadd(keys.ACTIVE_BATCHES, {batch_id: seq})
         pipe.zadd(keys.DEADLINES, {batch_id: fields["expires_us"]})
+        pipe.hincrby(keys.METRIC_COUNTERS, "batches_created_total", 1)
         if idempotency_key is not None:
             pipe.set(idempotency_key, batch_id, ex=IDEMPOTENCY_TTL_S)
         pipe.execute()
@@ -150,14 +151,14 @@ class BatchStore:
         finalize: nothing running would do it (safe to repeat: finalize is idempotent)."""
         stop_reason = stop_reason_for_stop(status) or ""
         result, detail = self.scripts.stop_batch(
-            keys=[keys.batch(batch_id)], args=[status, stop_reason, keys.STOP_CHANNEL, batch_id])
+            keys=[keys.batch(batch_id), keys.METRIC_COUNTERS], args=[status, stop_reason, keys.STOP_CHANNEL, batch_id])
         if result == "stopped":
             return StopResult(result, running=int(detail))
         return StopResult(result, status=detail or None)
 
     def finalize(self, batch_id: str) -> tuple[str, str]:
         """(finalized | terminal | busy | missing, status)"""
-        result, status = self.scripts.finalize_batch(keys=[keys.batch(batch_id)])
+        result, status = self.scripts.finalize_batch(keys=[keys.batch(batch_id), keys.METRIC_COUNTERS])
         return result, status
 
 def _int(fields: dict[str, str], name: str) -> int | None:

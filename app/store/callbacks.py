@@ -42,6 +42,8 @@ class CallbackStore:
                 "callback_delivered": int(delivered),
             })
             pipe.hincrby(keys.batch(batch_id), "callback_attempts", 1)
+            pipe.hincrby(keys.METRIC_COUNTERS,
+                         f"callback_attempts_total|outcome={'delivered' if delivered else 'failed'}", 1)
             return pipe.execute()[1]
 
     def attempts(self, batch_id: str) -> int:

@@ -73,3 +73,23 @@ def agent_pending_approval(agent_id: str) -> str:
     """The id of the approval request the agent waits on ('' once answered; absent if it never
     asked for one through a commit that kept this marker)."""
     return f"{PREFIX}agent:{agent_id}:pending_approval"
+
+#: Worker processes that sent a heartbeat (their hashes expire; readers drop the stale members).
+WORKERS = PREFIX + "workers"
+#: Counters for /metrics: fields `<name>` or `<name>|<label>=<value>` (app/store/monitor.py).
+METRIC_COUNTERS = PREFIX + "metrics:counters"
+#: Histograms for /metrics: fields `le=<bound>` (not cumulative: one per observation), `sum`, `count`.
+METRIC_TTFT = PREFIX + "metrics:hist:ttft_seconds"
+METRIC_DURATION = PREFIX + "metrics:hist:duration_seconds"
+#: The most recent time-to-first-token samples (seconds, newest first), for percentiles.
+METRIC_TTFT_RECENT = PREFIX + "metrics:ttft_recent"
+#: Prefix of the per-minute hashes (`<prefix><unix minute>`: finished, failed).
+METRIC_MINUTE_PREFIX = PREFIX + "metrics:minute:"
+
+
+def worker(owner: str) -> str:
+    return f"{PREFIX}worker:{owner}"
+
+
+def metric_minute(minute: int) -> str:
+    return f"{METRIC_MINUTE_PREFIX}{minute}"

@@ -10,6 +10,7 @@ from typing import Any
 import redis
 
 from app.store import keys
+from app.store.monitor import METRIC_ARGS, METRIC_KEYS
 from app.store.scripts import Scripts
 from app.vocabulary import StopReason
 
@@ -117,7 +118,7 @@ class RunStore:
                 keys.item(item_id) if in_batch else "", keys.batch(batch_id) if in_batch else "",
                 keys.batch_messages(batch_id) if in_batch else "",
                 keys.batch_agent_messages(batch_id, agent_id) if in_batch else "",
-                keys.agent(agent_id), keys.agent_pending_approval(agent_id),
+                keys.agent(agent_id), keys.agent_pending_approval(agent_id), *METRIC_KEYS,
             ],
             args=[
                 keys.MESSAGE_PREFIX, payload, record.outcome, record.stop_reason or "",
@@ -125,7 +126,7 @@ class RunStore:
                 "" if record.total_duration_ns is None else record.total_duration_ns,
                 record.error or "", "" if record.first_token_us is None else record.first_token_us,
                 record.answers_approval or "", _left_pending(record.messages) or "",
-                ALREADY_ANSWERED, StopReason.ERROR,
+                ALREADY_ANSWERED, StopReason.ERROR, *METRIC_ARGS,
             ],
         )
         return Commit(committed == 1, int(remaining), batch_status, stale or None, refused=refused == 1)

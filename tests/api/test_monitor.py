@@ -1,0 +1,85 @@
+"""The monitor routes in-process on a real Redis: the dead letters of a queue requeued or
+discarded all at once, validation, the OpenAPI document, and Redis outages."""
+
+from __future__ import annotations
+
+import time
+
+from dramatiq.brokers.redis import RedisBroker
+
+from app import create_app
+from app.embedded_redis import free_port
+
+
+def _batch(client) -> str:
+    agent = client.post("/v1/agents/", json={"model": "simulated/echo"}).get_json()
+    return client.post("/v1/messages/batches", json={"requests": [{"agent_id": agent["id"], "input": "q"}]}
+                       ).get_json()["id"]
+
+
+def _nack_everything(redis_url: str, queue: str) -> int:
+    """What Dramatiq does to a message after its last retry, to every message of the queue."""
+    broker = RedisBroker(url=redis_url)
+    consumer = broker.consume(queue, prefetch=10, timeout=100)
+    nacked, deadline = 0, time.monotonic() + 2
+    try:
+        while time.monotonic() < deadline:
+            message = next(consumer)
+            if message is not None:
+                consumer.nack(message)
+                nacked += 1
+    finally:
+        consumer.close()
+        broker.close()
+    return nacked
+
+
+def _batches_queue(client) -> dict:
+    return next(q for q in client.get("/v1/monitor").get_json()["queues"] if q["name"] == "batches")
+
+
+def test_given_dead_letters_in_a_queue_when_all_are_requeued_then_discarded_then_each_route_lists_what_it_did(
+        client, redis_url):
+    ids = {_batch(client), _batch(client)}
+    assert _nack_everything(redis_url, "batches") == 2
+    letters = client.get("/v1/monitor/dead-letters").get_json()["dead_letters"]
+    assert {letter["batch_id"] for letter in letters} == ids
+    assert all(letter["failed_at"].endswith("Z") and letter["error"] is None for letter in letters)
+    assert _batches_queue(client)["dead"] == 2
+
+    requeued = client.post("/v1/monitor/dead-letters/requeue?queue=batches")
+    assert requeued.status_code == 200
+    assert sorted(requeued.get_json()["requeued"]) == sorted(letter["id"] for letter in letters)
+    assert _batches_queue(client)["dead"] == 0 and _batches_queue(client)["ready"] == 2
+
+    assert _nack_everything(redis_url, "batches") == 2
+    discarded = client.delete("/v1/monitor/dead-letters")
+    assert discarded.status_code == 200 and len(discarded.get_json()["discarded"]) == 2
+    assert _batches_queue(client) | {"latency_s": None} == {"name": "batches", "ready": 0, "delayed": 0,
+                                                           "in_flight": 0, "dead": 0, "latency_s": None}
+    assert client.delete("/v1/monitor/dead-letters").get_json() == {"discarded": []}
+
+
+def test_given_bad_dead_letter_queries_when_called_then_they_are_422_or_404_with_a_sentence(client):
+    assert client.get("/v1/monitor/dead-letters?queue=default").status_code == 422
+    assert client.get("/v1/monitor/dead-letters?limit=0").status_code == 422
+    assert client.get("/v1/monitor/dead-letters?colour=red").status_code == 422
+    missing = client.post("/v1/monitor/dead-letters/nope/requeue")
+    assert missing.status_code == 404 and "No dead letter 'nope'" in missing.get_json()["detail"]
+    assert client.delete("/v1/monitor/dead-letters/nope").status_code == 404
+
+
+def test_given_the_app_when_the_openapi_document_is_fetched_then_it_describes_the_monitor_routes(client):
+    paths = client.get("/docs/openapi.json").get_json()["paths"]
+    assert set(paths["/v1/monitor"]) == {"get"}
+    assert set(paths["/v1/monitor/dead-letters"]) == {"get", "delete"}
+    assert set(paths["/v1/monitor/dead-letters/{message_id}"]) == {"delete"}
+    assert "post" in paths["/v1/monitor/dead-letters/{message_id}/requeue"]
+    assert "post" in paths["/v1/monitor/dead-letters/requeue"]
+
+
+def test_given_redis_down_when_the_monitor_or_metrics_are_read_then_they_are_503_not_500(settings):
+    down = create_app(settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})).test_client()
+    for path in ("/v1/monitor", "/metrics", "/v1/monitor/dead-letters"):
+        response = down.get(path)
+        assert response.status_code == 503 and "Redis" in response.get_json()["detail"], path
