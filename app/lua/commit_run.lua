@@ -161,12 +161,11 @@ if metrics then
   if reason == '' then reason = outcome end
   redis.call('HINCRBY', KEYS[10], 'items_finished_total|stop_reason=' .. reason, 1)
   local minute = ARGV[13] .. fmt(math.floor(tonumber(t[1]) / 60))
-  redis.call('HINCRBY', minute, 'finished', 1)
+  -- The first request of a minute starts its hash: it alone sets the expiry.
+  if redis.call('HINCRBY', minute, 'finished', 1) == 1 then redis.call('EXPIRE', minute, 7200) end
   if outcome == 'errored' then redis.call('HINCRBY', minute, 'failed', 1) end
-  redis.call('EXPIRE', minute, 7200)
   for i, one in ipairs(observed) do
-    redis.call('HINCRBY', one[1], one[2], 1)
-    redis.call('HINCRBY', one[1], 'count', 1)
+    redis.call('HINCRBY', one[1], one[2], 1)  -- the count is the sum of the buckets
     redis.call('HINCRBYFLOAT', one[1], 'sum', one[3])
     if i == 1 and ARGV[5] ~= '' then
       redis.call('LPUSH', KEYS[13], one[3])

@@ -78,7 +78,8 @@ def agent_pending_approval(agent_id: str) -> str:
 WORKERS = PREFIX + "workers"
 #: Counters for /metrics: fields `<name>` or `<name>|<label>=<value>` (app/store/monitor.py).
 METRIC_COUNTERS = PREFIX + "metrics:counters"
-#: Histograms for /metrics: fields `le=<bound>` (not cumulative: one per observation), `sum`, `count`.
+#: Histograms for /metrics: fields `le=<bound>` (each observation counted in its bucket only; the
+#: count is their sum) and `sum`.
 METRIC_TTFT = PREFIX + "metrics:hist:ttft_seconds"
 METRIC_DURATION = PREFIX + "metrics:hist:duration_seconds"
 #: The most recent time-to-first-token samples (seconds, newest first), for percentiles.

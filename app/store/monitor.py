@@ -127,6 +127,6 @@ def _histogram(fields: dict[str, str], bounds: tuple[float, ...]) -> Histogram:
     for bound in bounds:
         running += int(fields.get(f"le={bound}") or 0)
         buckets.append((float(bound), running))
-    count = int(fields.get("count") or 0)
+    count = running + int(fields.get("le=+Inf") or 0)
     buckets.append((float("inf"), count))
     return Histogram(buckets=buckets, sum_s=float(fields.get("sum") or 0), count=count)
