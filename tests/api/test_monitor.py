@@ -9,6 +9,7 @@ from dramatiq.brokers.redis import RedisBroker
 
 from app import create_app
 from app.embedded_redis import free_port
+from app.schemas.monitor import DeadLetters, Monitor
 
 
 def _batch(client) -> str:
@@ -42,7 +43,11 @@ def test_given_dead_letters_in_a_queue_when_all_are_requeued_then_discarded_then
         client, redis_url):
     ids = {_batch(client), _batch(client)}
     assert _nack_everything(redis_url, "batches") == 2
-    letters = client.get("/v1/monitor/dead-letters").get_json()["dead_letters"]
+    listing = client.get("/v1/monitor/dead-letters").get_json()
+    DeadLetters.model_validate(listing)  # the shape the OpenAPI document promises
+    letters = listing["dead_letters"]
+    snapshot = Monitor.model_validate(client.get("/v1/monitor").get_json())
+    assert {batch.id for batch in snapshot.batches} == ids and snapshot.workers == []
     assert {letter["batch_id"] for letter in letters} == ids
     assert all(letter["failed_at"].endswith("Z") and letter["error"] is None for letter in letters)
     assert _batches_queue(client)["dead"] == 2
