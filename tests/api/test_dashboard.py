@@ -12,14 +12,17 @@ from tests.support.processes import REPO
 def test_given_the_app_when_the_dashboard_is_fetched_then_the_page_and_its_script_come_with_a_same_origin_csp(client):
     page = client.get("/dashboard")
     assert page.status_code == 200 and page.mimetype == "text/html"
-    assert b'src="/dashboard/static/dashboard.js"' in page.data
     policy = page.headers["Content-Security-Policy"]
     assert "default-src 'none'" in policy and "script-src 'self'" in policy and "connect-src 'self'" in policy
-    script = client.get("/dashboard/static/dashboard.js")
-    assert script.status_code == 200 and b"textContent" in script.data
-    # API strings (batch metadata, errors) are client-controlled: nothing in the script parses markup.
-    assert not [sink for sink in (b"innerHTML", b"outerHTML", b"insertAdjacentHTML", b"document.write")
-                if sink in script.data]
+    scripts = sorted(path.name for path in STATIC_DIR.glob("*.js"))
+    assert scripts == ["dashboard.js", "draw.js"]
+    for name in scripts:
+        assert f'src="/dashboard/static/{name}"'.encode() in page.data
+        script = client.get(f"/dashboard/static/{name}")
+        assert script.status_code == 200 and script.mimetype == "text/javascript"
+        # API strings (batch metadata, errors) are client-controlled: no script parses markup.
+        assert not [sink for sink in (b"innerHTML", b"outerHTML", b"insertAdjacentHTML", b"document.write")
+                    if sink in script.data], name
     assert client.get("/dashboard/static/dashboard.css").status_code == 200
     # a page for people, not an API route: it stays out of the OpenAPI document
     assert not [path for path in client.get("/docs/openapi.json").get_json()["paths"] if "dashboard" in path]
