@@ -8,6 +8,7 @@ from flask_openapi3 import Info, OpenAPI
 from app.api import body_guard, errors
 from app.api.agents import agents
 from app.api.batches import batches
+from app.api.dashboard import dashboard
 from app.api.health import health
 from app.api.monitor import metrics, monitor
 from app.embedded_redis import ensure_embedded_redis
@@ -44,7 +45,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         store=store,
         tasks=TaskQueue(broker=RedisBroker(url=redis_url, middleware=[MessageLedger(store=store)])),
     )
-    for blueprint in (batches, agents, health, monitor, metrics):
+    for blueprint in (batches, agents, health, monitor, metrics, dashboard):
         app.register_api(blueprint)
     body_guard.install(app)
     errors.register(app)
