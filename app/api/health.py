@@ -18,7 +18,8 @@ health = APIBlueprint("health", __name__, abp_tags=[Tag(name="health")])
 def index() -> Any:
     """What this server is and where its documentation and probes are."""
     return jsonify({"name": "Batchline", "api": "/v1", "docs": "/docs/swagger", "openapi": "/docs/openapi.json",
-                    "health": "/healthz", "ready": "/readyz"})
+                    "health": "/healthz", "ready": "/readyz", "dashboard": "/dashboard", "monitor": "/v1/monitor",
+                    "metrics": "/metrics"})
 
 
 @health.get("/docs/swagger/", doc_ui=False)

@@ -42,7 +42,7 @@ def test_given_the_root_url_when_fetched_then_it_points_to_the_docs_and_probes_t
     assert root.status_code == 200
     links = root.get_json()
     assert links["name"] == "Batchline"
-    for key in ("docs", "openapi", "health", "ready"):
+    for key in ("docs", "openapi", "health", "ready", "dashboard", "monitor", "metrics"):
         assert client.get(links[key]).status_code == 200, key
 
 
