@@ -9,6 +9,7 @@ from app.api import body_guard, errors
 from app.api.agents import agents
 from app.api.batches import batches
 from app.api.health import health
+from app.api.results import results
 from app.embedded_redis import ensure_embedded_redis
 from app.logs import configure_web_logging
 from app.message_ledger import MessageLedger
@@ -43,7 +44,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         store=store,
         tasks=TaskQueue(broker=RedisBroker(url=redis_url, middleware=[MessageLedger(store=store)])),
     )
-    for blueprint in (batches, agents, health):
+    for blueprint in (batches, results, agents, health):
         app.register_api(blueprint)
     body_guard.install(app)
     errors.register(app)

@@ -15,6 +15,7 @@ from app.store.batches import BatchStore
 from app.store.callbacks import CallbackStore
 from app.store.messages import MessageStore
 from app.store.progress import ProgressStore
+from app.store.results import ResultStore
 from app.store.runs import RunStore
 from app.store.scripts import Scripts
 from app.store.secrets import SecretStore
@@ -55,6 +56,7 @@ class Store:
         self.progress = ProgressStore(client=client, scripts=scripts)
         self.callbacks = CallbackStore(client=client, scripts=scripts)
         self.sweeps = SweepStore(client=client)
+        self.results = ResultStore(client=client)
 
     def client_time(self) -> tuple[int, int]:
         """The Redis server's clock: (seconds, microseconds)."""
@@ -87,5 +89,5 @@ class Store:
                            type(exc).__name__)
 
 
-__all__ = ["AgentStore", "BatchStore", "CallbackStore", "MessageStore", "ProgressStore", "RunStore", "SecretStore",
-           "Store", "SweepStore", "UnsafeRedis", "connect"]
+__all__ = ["AgentStore", "BatchStore", "CallbackStore", "MessageStore", "ProgressStore", "ResultStore", "RunStore",
+           "SecretStore", "Store", "SweepStore", "UnsafeRedis", "connect"]
