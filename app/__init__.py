@@ -11,7 +11,7 @@ from app.api.batches import batches
 from app.api.health import health
 from app.api.results import results
 from app.embedded_redis import ensure_embedded_redis
-from app.logs import configure_web_logging
+from app.logs import configure_web_logging, install_web_context
 from app.message_ledger import MessageLedger
 from app.services import Services
 from app.settings import Settings
@@ -47,5 +47,6 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     for blueprint in (batches, results, agents, health):
         app.register_api(blueprint)
     body_guard.install(app)
+    install_web_context(app)
     errors.register(app)
     return app

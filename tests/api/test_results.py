@@ -73,3 +73,7 @@ def test_given_an_unknown_batch_when_its_results_are_asked_then_404_with_a_clear
     answer = client.get("/v1/messages/batches/job-nope/results")
     assert answer.status_code == 404
     assert answer.get_json() == {"detail": "Batch 'job-nope' not found."}
+
+
+def test_given_the_app_when_the_openapi_document_is_fetched_then_it_lists_the_results_route(client):
+    assert "/v1/messages/batches/{batch_id}/results" in client.get("/docs/openapi.json").get_json()["paths"]
