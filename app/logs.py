@@ -20,7 +20,7 @@ from typing import Any
 CHATTY_LOGGERS = ("httpx", "httpcore")
 #: The environment variable that chooses the log format: "text" (default) or "json".
 LOG_FORMAT_ENV = "BATCHLINE_LOG_FORMAT"
-#: The text format of the web process and of Batchline's own CLI-less processes.
+#: The text format of the web process and the embedded Redis supervisor (the default, readable).
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 #: How batch ids begin (app.ids.new_id("job")).

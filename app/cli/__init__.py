@@ -137,13 +137,24 @@ def agents_list(limit: Annotated[int, typer.Option(help="How many.")] = 50) -> N
 def monitor(once: Annotated[bool, typer.Option("--once", help="Print one snapshot and exit.")] = False) -> None:
     """A live view of queues, workers and batches (Ctrl-C to leave)."""
     api = Api()
+    first = _snapshot(api)
     if once:
-        console.print(monitor_view(api.call("GET", "/v1/monitor")))
+        console.print(monitor_view(first))
         return
-    with Live(monitor_view(api.call("GET", "/v1/monitor")), console=console, screen=False) as live:
+    with Live(monitor_view(first), console=console, screen=False) as live:
         while True:
             time.sleep(MONITOR_INTERVAL_S)
-            live.update(monitor_view(api.call("GET", "/v1/monitor")))
+            live.update(monitor_view(_snapshot(api)))
+
+
+def _snapshot(api: Api) -> dict[str, Any]:
+    try:
+        return api.call("GET", "/v1/monitor")
+    except CliError as exc:
+        if "(HTTP 404)" in str(exc):
+            raise CliError(f"The Batchline at {api.base_url} has no GET /v1/monitor (a version without "
+                           "monitoring?).") from None
+        raise
 
 
 def main() -> None:

@@ -40,8 +40,8 @@ def read_requests(path: Path, *, agent_id: str | None) -> tuple[list[dict[str, A
 
 
 def name_lines(message: str, path: Path, numbers: list[int]) -> str:
-    """An API error about `requests[i]` also names the file's line."""
-    found = re.search(r"requests\[(\d+)\]", message)
+    """An API error about `requests[i]` (or `requests.i`) also names the file's line."""
+    found = re.search(r"requests(?:\[|\.)(\d+)", message)
     if found is None or int(found.group(1)) >= len(numbers):
         return message
     return f"{path}, line {numbers[int(found.group(1))]}: {message}"

@@ -30,19 +30,24 @@ def batch_table(batch: dict[str, Any]) -> Table:
 
 
 def batches_table(batches: list[dict[str, Any]]) -> Table:
-    table = Table("id", "status", "created_at", "total", "succeeded", "errored", "running", "pending")
+    table = Table()
+    table.add_column("id", no_wrap=True)  # whole, to be copied into the next command
+    for name in ("status", "created", "done/total", "errored"):
+        table.add_column(name, no_wrap=True)
     for batch in batches:
         counts = batch["request_counts"]
-        table.add_row(batch["id"], batch["status"], batch["created_at"], str(counts.get("total", "")),
-                      *(str(counts.get(name, 0)) for name in ("succeeded", "errored", "running", "pending")))
+        done = counts.get("total", 0) - counts.get("pending", 0) - counts.get("running", 0)
+        table.add_row(batch["id"], batch["status"], batch["created_at"][:19].replace("T", " "),
+                      f"{done}/{counts.get('total', 0)}", str(counts.get("errored", 0)))
     return table
 
 
 def agents_table(agents: list[dict[str, Any]]) -> Table:
-    table = Table("id", "name", "model", "created_at")
+    table = Table("name", "model", "created_at")
+    table.add_column("id", no_wrap=True)
     for agent in agents:
         model = agent.get("model") or (agent.get("llm_config") or {}).get("model")
-        table.add_row(agent["id"], agent.get("name") or "", str(model or ""), agent.get("created_at") or "")
+        table.add_row(agent.get("name") or "", str(model or ""), agent.get("created_at") or "", agent["id"])
     return table
 
 
@@ -83,7 +88,7 @@ def percentile(values: list[int], fraction: float) -> int | None:
 
 
 def summary_table(batch: dict[str, Any], requests: list[dict[str, Any]]) -> Table:
-    table = Table("stop reason", "requests", title=f"Batch {batch['id']} {batch['status']}")
+    table = Table("stop reason", "requests", title=f"Batch {batch['status']}")
     reasons = Counter(request.get("stop_reason") or request["status"] for request in requests)
     for reason, count in reasons.most_common():
         table.add_row(reason, str(count))

@@ -78,5 +78,9 @@ def test_given_a_service_when_a_missing_batch_a_bad_line_or_a_line_without_agent
     no_agent = tmp_path / "no_agent.jsonl"
     no_agent.write_text('{"input": "who answers?"}\n')
     _one_line_error(run_cli("submit", str(no_agent), url=service.base_url), "line 1: the request has no agent_id")
+    invalid = tmp_path / "invalid.jsonl"
+    invalid.write_text('{"agent_id": "agent-x", "input": "ok"}\n\n{"agent_id": "agent-x", "input": 5}\n')
+    _one_line_error(run_cli("submit", str(invalid), url=service.base_url), "invalid.jsonl, line 3: Invalid request: "
+                    "requests.1.input: must be a string or a list of content parts. (HTTP 422)")
     _one_line_error(run_cli("submit", str(no_agent), "--agent", "agent-missing", url=service.base_url),
                     "no_agent.jsonl, line 1: Agent 'agent-missing' (requests[0].agent_id) not found. (HTTP 404)")
