@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +46,7 @@ def test_given_a_running_service_when_a_jsonl_file_is_submitted_with_wait_then_p
     assert results[0]["messages"][0]["content"][0]["text"] == "question 0"
     assert results[12]["messages"][0]["content"][0]["text"] == "last"
 
-    batch_id = results[0]["messages"][0]["batch_item_id"] and done.stdout.split("Batch ")[1].split()[0]
+    batch_id = re.search(r"Batch (job-\S+) submitted with 13 requests", done.stdout).group(1)
     status = run_cli("status", batch_id, url=service.base_url)
     listed = run_cli("list", url=service.base_url)
     agents = run_cli("agents", "list", url=service.base_url)
