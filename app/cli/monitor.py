@@ -29,8 +29,13 @@ def monitor_view(snapshot: dict[str, Any]) -> Group:
     model.add_row(str(models.get("streams_in_flight", "-")), _num(models.get("completed_per_min_1m")),
                   _num(models.get("completed_per_min_5m")), _num(models.get("ttft_p50_s"), " s", 3),
                   _num(models.get("ttft_p95_s"), " s", 3))
-    batches = Table("batch", "status", "done", "total", "per s", "eta", title="Batches")
-    for batch in [*snapshot.get("batches", []), *snapshot.get("recent_batches", [])]:
+    shown = [*snapshot.get("batches", []), *snapshot.get("recent_batches", [])]
+    batches = Table(title="Batches")
+    # ids whole, to be copied into `batchline status`, however narrow the terminal
+    batches.add_column("batch", no_wrap=True, min_width=max((len(batch["id"]) for batch in shown), default=5))
+    for name in ("status", "done", "total", "per s", "eta"):
+        batches.add_column(name)
+    for batch in shown:
         counts = batch.get("request_counts") or {}
         done = counts.get("total", 0) - counts.get("pending", 0) - counts.get("running", 0)
         batches.add_row(batch["id"], batch["status"], str(done), str(counts.get("total", "")),

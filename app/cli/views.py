@@ -31,7 +31,8 @@ def batch_table(batch: dict[str, Any]) -> Table:
 
 def batches_table(batches: list[dict[str, Any]]) -> Table:
     table = Table()
-    table.add_column("id", no_wrap=True)  # whole, to be copied into the next command
+    # whole, to be copied into the next command, however narrow the terminal
+    table.add_column("id", no_wrap=True, min_width=max((len(batch["id"]) for batch in batches), default=2))
     for name in ("status", "created", "done/total", "errored"):
         table.add_column(name, no_wrap=True)
     for batch in batches:
@@ -44,7 +45,7 @@ def batches_table(batches: list[dict[str, Any]]) -> Table:
 
 def agents_table(agents: list[dict[str, Any]]) -> Table:
     table = Table("name", "model", "created_at")
-    table.add_column("id", no_wrap=True)
+    table.add_column("id", no_wrap=True, min_width=max((len(agent["id"]) for agent in agents), default=2))
     for agent in agents:
         model = agent.get("model") or (agent.get("llm_config") or {}).get("model")
         table.add_row(agent.get("name") or "", str(model or ""), agent.get("created_at") or "", agent["id"])

@@ -48,8 +48,9 @@ def test_given_a_running_service_when_a_jsonl_file_is_submitted_with_wait_then_p
 
     batch_id = re.search(r"Batch (job-\S+) submitted with 13 requests", done.stdout).group(1)
     status = run_cli("status", batch_id, url=service.base_url)
-    listed = run_cli("list", url=service.base_url)
-    agents = run_cli("agents", "list", url=service.base_url)
+    # ids stay whole (to be copied) in a narrow terminal
+    listed = run_cli("list", url=service.base_url, COLUMNS="60")
+    agents = run_cli("agents", "list", url=service.base_url, COLUMNS="60")
     exported = run_cli("results", batch_id, url=service.base_url)
     assert status.returncode == 0 and "completed" in status.stdout
     assert listed.returncode == 0 and batch_id in listed.stdout
