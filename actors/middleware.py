@@ -8,6 +8,7 @@ from dramatiq.middleware import Middleware
 
 from actors.runtime import WorkerRuntime, current_runtime, set_runtime
 from actors.signals import absorb_duplicate_sigterm
+from app.logs import BATCH_ID_PREFIX, bind_item, use_chosen_format
 from app.outage import quiet_dramatiq_connection_errors
 from app.settings import Settings
 from app.store import Store, connect
@@ -29,8 +30,20 @@ class RuntimeMiddleware(Middleware):
     def after_process_boot(self, broker: dramatiq.Broker) -> None:
         absorb_duplicate_sigterm()
         quiet_dramatiq_connection_errors()
+        use_chosen_format()
         with connect(self.redis_url) as client:
             Store(client=client).refuse_unsafe_server("worker process")
+
+    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+        # Batch actors take the batch id first: lines of this message's thread carry it.
+        first = message.args[0] if message.args else None
+        bind_item(first if isinstance(first, str) and first.startswith(BATCH_ID_PREFIX) else None)
+
+    def after_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message, *, result: object = None,
+                              exception: BaseException | None = None) -> None:
+        bind_item(None)
+
+    after_skip_message = after_process_message
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         # Worker threads start consuming right after this hook: the runtime must exist by then.

@@ -33,6 +33,7 @@ from actors.reconciler import Reconciler
 from actors.stops import StopListener
 from app.engine.history import context_budget_bytes
 from app.engine.runner import BatchItemRef, Finished, RequestRunner
+from app.logs import bind_item
 from app.outage import outage
 from app.providers import ProviderRegistry, make_http_client
 from app.redis_retry import UNAVAILABLE, RedisRetry
@@ -148,6 +149,7 @@ class WorkerRuntime:
     async def run_item(self, batch_id: str, item_id: str) -> bool:
         """See one item to its end; False when it was given back because the worker is stopping.
         Never raises: whatever goes wrong stays with this item."""
+        bind_item(batch_id, item_id)  # each item runs in its own task, whose context is its own
         while True:
             try:
                 return await self._run_item(batch_id, item_id)

@@ -11,8 +11,9 @@ from app.api.batches import batches
 from app.api.dashboard import dashboard
 from app.api.health import health
 from app.api.monitor import metrics, monitor
+from app.api.results import results
 from app.embedded_redis import ensure_embedded_redis
-from app.logs import configure_web_logging
+from app.logs import configure_web_logging, install_web_context
 from app.message_ledger import MessageLedger
 from app.services import Services
 from app.settings import Settings
@@ -45,8 +46,9 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         store=store,
         tasks=TaskQueue(broker=RedisBroker(url=redis_url, middleware=[MessageLedger(store=store)])),
     )
-    for blueprint in (batches, agents, health, monitor, metrics, dashboard):
+    for blueprint in (batches, results, agents, health, monitor, metrics, dashboard):
         app.register_api(blueprint)
     body_guard.install(app)
+    install_web_context(app)
     errors.register(app)
     return app

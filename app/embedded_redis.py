@@ -25,6 +25,8 @@ from pathlib import Path
 
 import redis
 
+from app.logs import configure_process_logging
+
 #: Seconds the supervisor waits after the last user process died before stopping Redis, so a
 #: process restarted by its manager (gunicorn, honcho) finds the server still there.
 DEFAULT_GRACE_S = 3.0
@@ -188,6 +190,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--appendfsync", choices=APPENDFSYNC_POLICIES, default=DEFAULT_APPENDFSYNC)
     args = parser.parse_args()
+    configure_process_logging()
     sys.exit(supervise(var_dir=args.var_dir, port=args.port, appendfsync=args.appendfsync))
 
 

@@ -38,6 +38,8 @@ from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
+from app.logs import configure_process_logging
+
 #: Restarts (all processes together) within RESTART_WINDOW_S beyond which the supervisor gives up.
 DEFAULT_MAX_RESTARTS_PER_MINUTE = 5
 RESTART_WINDOW_S = 60.0
@@ -222,10 +224,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args, passed_on = parser.parse_known_args(own)
     if args.processes < 1:
         parser.error("--processes must be at least 1")
-    command = command or [sys.executable, "-m", "dramatiq", "actors", "--processes", "1", *passed_on]
+    command = command or [sys.executable, "-m", "app.dramatiq_cli", "actors", "--processes", "1", *passed_on]
     # the shape of Dramatiq's own lines, which share the output
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [PID %(process)d] [%(threadName)s] [%(name)s] "
-                                                   "[%(levelname)s] %(message)s")
+    configure_process_logging("[%(asctime)s] [PID %(process)d] [%(threadName)s] [%(name)s] [%(levelname)s] %(message)s")
     sys.exit(Supervisor(command=command, processes=args.processes, max_restarts_per_minute=args.max_restarts_per_minute,
                         backoff_s=args.backoff_s).run())
 

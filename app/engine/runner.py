@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from app.settings import Settings
 from app.store import Store
 from app.store.runs import ALREADY_ANSWERED, Commit, RunRecord
 from app.vocabulary import ItemStatus, StopReason, item_status_for_stop, stop_reason_for_stop
+
+logger = logging.getLogger(__name__)
 
 
 class ApprovalConflict(Exception):
@@ -150,6 +153,9 @@ class RequestRunner:
             record = dataclasses.replace(record, outcome=ItemStatus.ERRORED, stop_reason=StopReason.ERROR,
                                          error=ALREADY_ANSWERED, messages=[], blocks=[], block_edits=[])
             return Finished(record=record, commit=commit, inputs=0)
+        if item is not None and commit.committed and record.outcome == ItemStatus.ERRORED:
+            logger.warning("Request %s of batch %s errored (%s): %s", item.item_id, item.batch_id, record.stop_reason,
+                           record.error)
         return Finished(record=record, commit=commit, inputs=inputs)
 
 

@@ -21,6 +21,7 @@
 -- messages or blocks are written; a batch item is recorded as errored (ARGV[11], ARGV[12]).
 -- The marker holds the pending request's id, '' once answered; absent (an approval asked before
 -- the marker existed) it refuses nothing.
+-- A batch item's hash gets msg_seq = 'first:last' sequence of the messages it wrote (if any).
 -- Every value is read and checked before the first write: Redis does not undo a script's
 -- earlier writes when a later command fails, so bad data must stop the script before any.
 local batch_run = KEYS[4] ~= ''
@@ -185,6 +186,9 @@ if agent_exists or batch_run then
     end
   end
   if #messages > 0 then redis.call('SET', KEYS[1], fmt(seq)) end
+  -- One script writes all of an item's messages, so they hold consecutive sequence numbers: the
+  -- range finds them in the batch index (the results export) without a per-item index.
+  if batch_run and #messages > 0 then redis.call('HSET', KEYS[4], 'msg_seq', fmt(seq - #messages + 1) .. ':' .. fmt(seq)) end
 end
 if agent_exists then
   for _, block in ipairs(blocks) do

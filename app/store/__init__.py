@@ -16,6 +16,7 @@ from app.store.callbacks import CallbackStore
 from app.store.messages import MessageStore
 from app.store.monitor import MonitorStore
 from app.store.progress import ProgressStore
+from app.store.results import ResultStore
 from app.store.runs import RunStore
 from app.store.scripts import Scripts
 from app.store.secrets import SecretStore
@@ -57,6 +58,7 @@ class Store:
         self.callbacks = CallbackStore(client=client, scripts=scripts)
         self.sweeps = SweepStore(client=client)
         self.monitor = MonitorStore(client=client)
+        self.results = ResultStore(client=client)
 
     def client_time(self) -> tuple[int, int]:
         """The Redis server's clock: (seconds, microseconds)."""
@@ -89,5 +91,5 @@ class Store:
                            type(exc).__name__)
 
 
-__all__ = ["AgentStore", "BatchStore", "CallbackStore", "MessageStore", "MonitorStore", "ProgressStore", "RunStore",
-           "SecretStore", "Store", "SweepStore", "UnsafeRedis", "connect"]
+__all__ = ["AgentStore", "BatchStore", "CallbackStore", "MessageStore", "MonitorStore", "ProgressStore", "ResultStore",
+           "RunStore", "SecretStore", "Store", "SweepStore", "UnsafeRedis", "connect"]

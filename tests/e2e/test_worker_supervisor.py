@@ -27,13 +27,13 @@ def _parent(pid: int) -> int | None:
 
 
 def _is_dramatiq(pid: int | None) -> bool:
-    """The process runs the dramatiq CLI (`.../bin/dramatiq` or `python -m dramatiq`), not merely a
+    """The process runs the dramatiq CLI (`.../bin/dramatiq` or `python -m app.dramatiq_cli`), not merely a
     command line that mentions it (honcho's shell, with its `dramatiq_*` variables)."""
     try:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:3] if pid is not None else []
     except OSError:
         return False
-    return any(arg == b"dramatiq" or arg.endswith(b"/dramatiq") for arg in args)
+    return any(arg in (b"dramatiq", b"app.dramatiq_cli") or arg.endswith(b"/dramatiq") for arg in args)
 
 
 def worker_children(root: int) -> set[int]:
