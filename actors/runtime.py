@@ -133,17 +133,18 @@ class WorkerRuntime:
     # -- chunks and items ------------------------------------------------------------------
 
     async def run_chunk(self, batch_id: str, start: int, stop: int) -> None:
-        if self.store.batches.status(batch_id) is None:
-            return  # discarded before it started
+        # A chunk taken just as Redis went away waits for it, like its items do.
+        if await self.redis_retry.call(self.store.batches.status, batch_id) is None:
+            return  # the batch is gone
         # Even in a stopped batch every item is claimed: the claim settles unstarted items and
         # hands over items a dead worker left running, which nothing else would end.
-        item_ids = self.store.batches.item_ids(batch_id, start=start, stop=stop)
+        item_ids = await self.redis_retry.call(self.store.batches.item_ids, batch_id, start=start, stop=stop)
         async with asyncio.TaskGroup() as group:
             runs = [group.create_task(self.run_item(batch_id, item_id)) for item_id in item_ids]
         if not all(run.result() for run in runs):
             raise ItemsReleased(f"worker shutting down: items of batch {batch_id} [{start}..{stop}] given back")
         await self.redis_retry.call(self.store.progress.finish_chunk, batch_id, start=start)
-        if self.store.progress.needs_finalize(batch_id):
+        if await self.redis_retry.call(self.store.progress.needs_finalize, batch_id):
             self._send_finalize(batch_id)
 
     async def run_item(self, batch_id: str, item_id: str) -> bool:
