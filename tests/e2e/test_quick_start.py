@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -42,8 +45,40 @@ def test_given_honcho_sets_port_5000_when_the_procfile_web_line_expands_then_it_
     assert f"--bind {bound} " in expanded
 
 
+class _OtherService(BaseHTTPRequestHandler):
+    """Answers like a ready Batchline: the kind of server a user may have running on 8283."""
+
+    def do_GET(self) -> None:
+        body = b'{"status": "ready"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_GET
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def service_on_8283() -> Iterator[None]:
+    """Something listens on the default port while the test runs (if a real service already
+    does, that one serves the purpose)."""
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", DEFAULT_PORT), _OtherService)
+    except OSError:
+        yield
+        return
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield
+    server.shutdown()
+    server.server_close()
+
+
 def test_given_batchline_port_and_no_redis_url_when_the_readme_command_runs_then_it_serves_there_and_keeps_data(
-        tmp_path):
+        tmp_path, service_on_8283):
     var_dir, log, port = tmp_path / "var", tmp_path / "honcho.log", free_port()
     base = f"http://127.0.0.1:{port}"
     process = start_quick_start(tmp_path, var_dir, port, log)
