@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 
+from app.queues import Queues
 from app.store import Store
 from app.store.progress import BatchProgress, Chunk
 from app.tasks import FINALIZE_BATCH, RUN_CHUNK, SEND_CALLBACK, START_BATCH, TaskQueue
@@ -55,6 +56,14 @@ class Reconciler:
         self.store = store
         self.tasks = tasks
         self.callback_max_attempts = callback_max_attempts
+        self._queues: Queues | None = None
+
+    @property
+    def queues(self) -> Queues:
+        # Built on first use: a runtime that never sweeps (a test's) needs no broker client.
+        if self._queues is None:
+            self._queues = Queues(tasks=self.tasks)
+        return self._queues
 
     def sweep(self) -> Repairs:
         repairs = Repairs()
@@ -90,7 +99,7 @@ class Reconciler:
                 self.tasks.send(RUN_CHUNK, batch_id, chunk.start, chunk.stop)
             repairs.chunks_requeued += len(dead)
             return
-        if not progress.terminal or (progress.callback_url and not progress.callback_queued):
+        if progress.needs_finalize:
             self.tasks.send(FINALIZE_BATCH, batch_id)
             repairs.finalizes_requested += 1
             return
@@ -107,8 +116,8 @@ class Reconciler:
             and progress.callback_attempts < self.callback_max_attempts
 
     def _dead_chunks(self, chunks: list[Chunk]) -> list[Chunk]:
-        alive = self.tasks.alive(RUN_CHUNK, [chunk.message_id for chunk in chunks])
+        alive = self.queues.alive(RUN_CHUNK, [chunk.message_id for chunk in chunks])
         return [chunk for chunk, is_alive in zip(chunks, alive, strict=True) if not is_alive]
 
     def _alive(self, actor_name: str, message_id: str | None) -> bool:
-        return message_id is not None and self.tasks.alive(actor_name, [message_id])[0]
+        return message_id is not None and self.queues.alive(actor_name, [message_id])[0]

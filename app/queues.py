@@ -1,7 +1,7 @@
 """What the Dramatiq queues hold, and the dead letters: listed, requeued or discarded.
 
-This reads Dramatiq's Redis broker layout (dramatiq/brokers/redis/dispatch.lua), which app/tasks.py
-also relies on: `<ns>:<queue>` is the ready list (its head the oldest message),
+This is the one module that reads Dramatiq's Redis broker layout
+(dramatiq/brokers/redis/dispatch.lua): `<ns>:<queue>` is the ready list (its head the oldest message),
 `<ns>:<queue>.msgs` holds every message from enqueue to ack (ready ones and those a worker
 fetched), `<ns>:<queue>.DQ.msgs` the delayed ones (retries waiting out their backoff), and
 `<ns>:<queue>.XQ` (a sorted set by failure time, in ms) with `<ns>:<queue>.XQ.msgs` the dead
@@ -18,7 +18,7 @@ from typing import Any
 import dramatiq
 from dramatiq.common import dq_name, xq_name
 
-from app.tasks import BATCHES_QUEUE, CALLBACKS_QUEUE, ITEMS_QUEUE, TaskQueue
+from app.tasks import BATCHES_QUEUE, CALLBACKS_QUEUE, ITEMS_QUEUE, QUEUE_OF, TaskQueue
 
 QUEUES = (BATCHES_QUEUE, ITEMS_QUEUE, CALLBACKS_QUEUE)
 #: Most dead letters one listing returns.
@@ -45,6 +45,20 @@ class Queues:
 
     def _key(self, queue: str) -> str:
         return f"{self.namespace}:{queue}"
+
+    def alive(self, actor_name: str, message_ids: list[str]) -> list[bool]:
+        """Whether each message (by the id TaskQueue.send returned) still exists: waiting, delayed
+        for a retry, or being processed. One acked, dead-lettered, purged or lost with a Redis
+        failover is not alive."""
+        if not message_ids:
+            return []
+        key = self._key(QUEUE_OF[actor_name])
+        with self.client.pipeline(transaction=False) as pipe:
+            for message_id in message_ids:
+                pipe.hexists(f"{key}.msgs", message_id)
+                pipe.hexists(f"{dq_name(key)}.msgs", message_id)
+            replies = pipe.execute()
+        return [bool(ready or delayed) for ready, delayed in zip(replies[::2], replies[1::2], strict=True)]
 
     def stats(self) -> list[QueueStats]:
         with self.client.pipeline(transaction=True) as pipe:

@@ -10,7 +10,6 @@ from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.common import dq_name
 
 BATCHES_QUEUE = "batches"
 ITEMS_QUEUE = "items"
@@ -35,24 +34,8 @@ class TaskQueue:
 
     def send(self, actor_name: str, *args: Any, delay_ms: int | None = None) -> str:
         """Enqueue a message for the actor; returns the id the broker keeps it under (the
-        broker's MessageLedger middleware records it where the reconciler looks)."""
+        broker's MessageLedger middleware records it where the reconciler looks; app/queues.py
+        tells whether it is still alive)."""
         message = dramatiq.Message(queue_name=QUEUE_OF[actor_name], actor_name=actor_name, args=args,
                                    kwargs={}, options={})
         return self.broker.enqueue(message, delay=delay_ms).options["redis_message_id"]
-
-    def alive(self, actor_name: str, message_ids: list[str]) -> list[bool]:
-        """Whether each message still exists: waiting, delayed for a retry, or being processed.
-        A message acked, dead-lettered, purged or lost with a Redis failover is not alive.
-
-        This reads the Redis broker's layout (`<namespace>:<queue>.msgs` holds every message
-        from enqueue to ack; `<queue>.DQ.msgs` the delayed ones), the one place Batchline does.
-        """
-        if not message_ids:
-            return []
-        queue = f"{self.broker.namespace}:{QUEUE_OF[actor_name]}"
-        with self.broker.client.pipeline(transaction=False) as pipe:
-            for message_id in message_ids:
-                pipe.hexists(f"{queue}.msgs", message_id)
-                pipe.hexists(f"{dq_name(queue)}.msgs", message_id)
-            replies = pipe.execute()
-        return [bool(ready or delayed) for ready, delayed in zip(replies[::2], replies[1::2], strict=True)]

@@ -12,6 +12,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from app.api.errors import ApiError, invalid_field, not_found
 from app.callbacks import UnresolvableCallbackHost, UnsafeCallbackTarget, check_target
 from app.outage import outage
+from app.queues import Queues
 from app.redis_retry import UNAVAILABLE, RedisRetry
 from app.schemas.batches import (
     BatchItem,
@@ -85,7 +86,8 @@ def _ensure_started(batch_id: str, *, resend: bool) -> None:
     progress = svc.store.progress.progress([batch_id])[0]
     if progress is None or progress.fanout_next > 0 or progress.terminal:
         return
-    if resend and progress.start_message_id and svc.tasks.alive(START_BATCH, [progress.start_message_id])[0]:
+    start = progress.start_message_id
+    if resend and start and Queues(tasks=svc.tasks).alive(START_BATCH, [start])[0]:
         return
     try:
         svc.tasks.send(START_BATCH, batch_id)

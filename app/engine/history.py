@@ -70,11 +70,6 @@ class HistoryCache:
         entry = self._entries.get(agent_id)
         return entry.loaded_bytes if entry else 0
 
-    def forget(self, agent_id: str) -> None:
-        entry = self._entries.pop(agent_id, None)
-        if entry is not None:
-            self._cached_bytes -= entry.loaded_bytes
-
     # -- loading ---------------------------------------------------------------------------
 
     def _refreshed(self, agent_id: str) -> _Entry:

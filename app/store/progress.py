@@ -56,6 +56,19 @@ class BatchProgress:
     def unfinished(self) -> int:
         return self.pending + self.running
 
+    @property
+    def needs_finalize(self) -> bool:
+        return finalize_due(self.status, unfinished=self.unfinished, callback_url=self.callback_url,
+                            callback_queued=self.callback_queued)
+
+
+def finalize_due(status: str, *, unfinished: int, callback_url: str | None, callback_queued: bool) -> bool:
+    """Every item ended, but the batch is not terminal yet or its callback was never queued
+    (the commit that ended the last item may have died before it could ask)."""
+    if unfinished > 0:
+        return False
+    return status not in TERMINAL_BATCH_STATUSES or bool(callback_url and not callback_queued)
+
 
 _FIELDS = ["status", "total", "fanout_next", "pending", "running", "created_us", "start_message_id",
            "callback_url", "callback_queued", "callback_delivered", "callback_attempts", "callback_message_id"]
@@ -92,13 +105,11 @@ class ProgressStore:
         self.client.hdel(keys.batch_chunks(batch_id), str(start))
 
     def needs_finalize(self, batch_id: str) -> bool:
-        """Every item ended, but the batch is not terminal yet or its callback was never queued
-        (the commit that ended the last item may have died before it could ask)."""
+        """See `finalize_due`; False for a batch that is gone."""
         status, pending, running, callback_url, queued = self.client.hmget(
             keys.batch(batch_id), ["status", "pending", "running", "callback_url", "callback_queued"])
-        if status is None or int(pending or 0) + int(running or 0) > 0:
-            return False
-        return status not in TERMINAL_BATCH_STATUSES or bool(callback_url and not queued)
+        return status is not None and finalize_due(status, unfinished=int(pending or 0) + int(running or 0),
+                                                   callback_url=callback_url, callback_queued=bool(queued))
 
     # -- what the sweep visits ---------------------------------------------------------------
 
