@@ -12,6 +12,7 @@ from app.api.dashboard import dashboard
 from app.api.health import health
 from app.api.monitor import metrics, monitor
 from app.api.results import results
+from app.api.webhooks import callback_attempts, webhook_secret
 from app.embedded_redis import ensure_embedded_redis
 from app.logs import configure_web_logging, install_web_context
 from app.message_ledger import MessageLedger
@@ -47,6 +48,8 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         tasks=TaskQueue(broker=RedisBroker(url=redis_url, middleware=[MessageLedger(store=store)])),
     )
     for blueprint in (batches, results, agents, health, monitor, metrics, dashboard):
+        app.register_api(blueprint)
+    for blueprint in (callback_attempts, webhook_secret):
         app.register_api(blueprint)
     body_guard.install(app)
     install_web_context(app)
