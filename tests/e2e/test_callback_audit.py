@@ -10,7 +10,9 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+import redis
 
+from app.store import keys
 from tests.e2e.conftest import WEBHOOK_SECRET, wait_until
 from tests.support import webhooks
 from tests.support.receiver import CallbackReceiver
@@ -78,6 +80,22 @@ def test_given_a_receiver_failing_once_when_a_batch_ends_then_both_deliveries_ve
     assert shown.returncode == 0, shown.stderr
     rows = [line for line in shown.stdout.splitlines() if f"msg_{batch_id}" in line]
     assert len(rows) == 2 and "HTTP 500" in rows[0] and " 200 " in rows[1]
+
+
+def test_given_a_batch_of_another_tenant_when_its_callback_is_delivered_then_that_tenants_secret_signs_it(
+        start_service, tmp_path):
+    # Until API keys make tenants over HTTP, the batch is handed to "tenant-b" in Redis while its
+    # one request is still waiting for its first token (the field authentication will write).
+    service = start_service(BATCHLINE_WEBHOOK_SECRET="", BATCHLINE_SIMULATED_TTFT_MS="3000")
+    with CallbackReceiver() as receiver:
+        batch_id = _batch_with_callback(service, receiver.url)
+        redis.Redis.from_url(service.env["REDIS_URL"]).hset(keys.batch(batch_id), "created_by_id", "tenant-b")
+        (call,) = receiver.wait_for(1, timeout_s=60)
+
+    assert call.headers["webhook-id"] == f"msg_{batch_id}"
+    assert webhooks.verify(_secret(service, "--tenant", "tenant-b", cwd=tmp_path), headers=call.headers,
+                           body=call.body)
+    assert not webhooks.verify(_secret(service, cwd=tmp_path), headers=call.headers, body=call.body)
 
 
 def test_given_a_configured_webhook_secret_when_a_callback_is_delivered_then_it_signs_for_the_default_tenant_only(
