@@ -13,9 +13,9 @@ import httpx
 from actors.broker import settings
 from actors.runtime import current_runtime
 from app.callbacks import deliver, payload, shown_url, tenant_secret
-from app.ids import tenant_of
 from app.store import Store
 from app.tasks import CALLBACKS_QUEUE, SEND_CALLBACK
+from app.tenancy import owner_of
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def send_callback(batch_id: str) -> None:
         webhook_id = f"msg_{batch_id}"  # the same on every attempt, so a receiver can drop repeats
         with httpx.Client(timeout=settings.callback_timeout_s) as client:
             result = deliver(batch["callback_url"], payload(batch), webhook_id=webhook_id,
-                             secret=webhook_secret(store, tenant_of(batch.get("created_by_id"))), client=client,
+                             secret=webhook_secret(store, owner_of(batch.get("created_by_id"))), client=client,
                              allow_private=settings.callback_allow_private)
         attempts = store.callbacks.record_attempt(
             batch_id, sent_us=result.sent_us, status_code=result.status_code, error=result.error,

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from app.ids import DEFAULT_TENANT
+from app.tenancy import DEFAULT_TENANT
 
 if TYPE_CHECKING:
     from pydantic import SecretStr

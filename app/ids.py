@@ -7,13 +7,6 @@ from datetime import UTC, datetime
 
 #: The id of the (single) tenant until authentication lands; Letta's default user id shape.
 DEFAULT_USER_ID = "user-00000000-0000-4000-8000-000000000000"
-#: The installation's first tenant (what a record made before tenants existed belongs to).
-DEFAULT_TENANT = "default"
-
-
-def tenant_of(created_by_id: str | None) -> str:
-    """The tenant a record's `created_by_id` names (the legacy DEFAULT_USER_ID, or none, is "default")."""
-    return DEFAULT_TENANT if not created_by_id or created_by_id == DEFAULT_USER_ID else created_by_id
 
 
 def new_id(prefix: str) -> str:

@@ -10,6 +10,7 @@ from flask import Response, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from app.api.auth import SECURITY
 from app.api.errors import ApiError
 from app.ids import iso_from_ns
 from app.monitoring import FleetCollector, snapshot
@@ -29,8 +30,9 @@ from app.services import services
 logger = logging.getLogger(__name__)
 
 monitor = APIBlueprint("monitor", __name__, url_prefix="/v1/monitor", abp_tags=[Tag(name="monitor")],
-                       abp_responses={"422": Error, "503": Error})
-metrics = APIBlueprint("metrics", __name__, abp_tags=[Tag(name="monitor")], abp_responses={"503": Error})
+                       abp_responses={"401": Error, "422": Error, "503": Error}, abp_security=SECURITY)
+metrics = APIBlueprint("metrics", __name__, abp_tags=[Tag(name="monitor")],
+                       abp_responses={"401": Error, "503": Error}, abp_security=SECURITY)
 
 
 def _queues() -> Queues:

@@ -11,7 +11,8 @@ import redis
 from flask import Response, stream_with_context
 from flask_openapi3 import APIBlueprint, Tag
 
-from app.api.errors import not_found
+from app.api.auth import SECURITY
+from app.api.batches import batch_or_404
 from app.schemas.batches import BatchPath
 from app.schemas.common import Error
 from app.services import services
@@ -21,7 +22,8 @@ logger = logging.getLogger(__name__)
 NDJSON = "application/x-ndjson"
 
 results = APIBlueprint("results", __name__, url_prefix="/v1/messages/batches",
-                       abp_tags=[Tag(name="batches")], abp_responses={"422": Error, "503": Error})
+                       abp_tags=[Tag(name="batches")], abp_responses={"401": Error, "422": Error, "503": Error},
+                       abp_security=SECURITY)
 
 
 @results.get("/<batch_id>/results", responses={404: Error})
@@ -32,8 +34,7 @@ def export_results(path: BatchPath) -> Any:
 
     Streamed page by page: the answer starts at once and memory does not grow with the batch."""
     store = services().store
-    if store.batches.status(path.batch_id) is None:
-        raise not_found("Batch", path.batch_id)
+    batch_or_404(path.batch_id)
 
     def lines() -> Iterator[str]:
         try:

@@ -1,6 +1,7 @@
 """`batchline`: submit, follow and export batches from a terminal, through the REST API
-(BATCHLINE_URL, default http://127.0.0.1:8283; BATCHLINE_API_KEY sent as a bearer token when set).
-Admin commands that no API key may run (another tenant's webhook secret) go to Redis directly."""
+(BATCHLINE_URL, default http://127.0.0.1:8283), with the key in BATCHLINE_API_KEY or else the one a
+first start saved in var/api-key. `batchline keys` and
+`batchline webhook-secret --tenant` go to Redis directly."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
-from app.cli.admin import tenant_webhook_secret
+from app.cli.admin import keys_cli, tenant_webhook_secret
 from app.cli.client import Api, CliError
 from app.cli.jsonl import name_lines, read_requests
 from app.cli.monitor import monitor_view
@@ -34,6 +35,7 @@ cli = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="Batches of LLM-agent requests on Batchline, from the terminal.")
 agents_cli = typer.Typer(no_args_is_help=True, help="Create and list agents.")
 cli.add_typer(agents_cli, name="agents")
+cli.add_typer(keys_cli, name="keys")
 console = Console()
 errors = Console(stderr=True)
 

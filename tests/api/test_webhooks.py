@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 
 import pytest
+from flask.testing import FlaskClient
+from pydantic import SecretStr
 
-from app import create_app
 from app.callbacks import tenant_secret
-from app.settings import Settings
 
 
 @pytest.fixture
@@ -72,9 +72,42 @@ def test_given_no_configured_secret_when_the_caller_asks_for_its_webhook_secret_
 
 
 def test_given_a_configured_secret_when_the_default_tenant_asks_for_its_webhook_secret_then_it_is_that_one(
-        redis_url, tmp_path):
+        make_app):
     configured = "whsec_" + base64.b64encode(b"operator-chosen").decode()
-    settings = Settings(redis_url=redis_url, var_dir=tmp_path / "var", webhook_secret=configured, _env_file=None)
-    client = create_app(settings).test_client()
+    client = make_app(webhook_secret=SecretStr(configured)).test_client()
 
-    assert client.get("/v1/webhook-secret").get_json()["secret"] == configured
+    assert client.get("/v1/webhook-secret").get_json() == {"tenant": "default", "secret": configured}
+
+
+def _client_of(app, tenant: str) -> FlaskClient:
+    _, key = app.extensions["batchline"].store.api_keys.create(tenant=tenant, name="test")
+    client = FlaskClient(app, app.response_class)
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+    return client
+
+
+def test_given_a_key_of_another_tenant_when_it_asks_for_its_webhook_secret_then_it_gets_its_own_not_defaults(
+        make_app):
+    configured = "whsec_" + base64.b64encode(b"operator-chosen").decode()
+    app = make_app(webhook_secret=SecretStr(configured))
+    secret = _client_of(app, "tenant-b").get("/v1/webhook-secret").get_json()
+
+    assert secret["tenant"] == "tenant-b"
+    assert secret["secret"].startswith("whsec_") and secret["secret"] != configured
+    assert app.test_client().get("/v1/webhook-secret").get_json()["secret"] == configured
+
+
+def test_given_another_tenants_batch_when_its_callback_attempts_are_asked_for_then_404_as_if_unknown(
+        app, batch_id):
+    response = _client_of(app, "tenant-b").get(f"/v1/messages/batches/{batch_id}/callback-attempts")
+
+    assert response.status_code == 404
+    assert response.get_json() == {"detail": f"Batch {batch_id!r} not found."}
+
+
+@pytest.mark.parametrize("path", ["/v1/messages/batches/job-1/callback-attempts", "/v1/webhook-secret"])
+def test_given_no_key_when_a_webhook_route_is_called_then_401_says_how_to_send_one(anonymous_client, path):
+    response = anonymous_client.get(path)
+
+    assert response.status_code == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert "whsec_" not in response.get_data(as_text=True)

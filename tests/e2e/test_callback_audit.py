@@ -10,9 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-import redis
 
-from app.store import keys
 from tests.e2e.conftest import WEBHOOK_SECRET, wait_until
 from tests.support import webhooks
 from tests.support.receiver import CallbackReceiver
@@ -20,29 +18,42 @@ from tests.support.receiver import CallbackReceiver
 BATCHLINE = Path(sys.executable).parent / "batchline"
 
 
-def _cli(service, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    # the service's own environment (REDIS_URL, BATCHLINE_WEBHOOK_SECRET...), as an operator on its host has
-    env = {**service.env, "BATCHLINE_URL": service.base_url, "COLUMNS": "250"}
+def _cli(service, *args: str, cwd: Path, api_key: str | None = None) -> subprocess.CompletedProcess[str]:
+    # the service's own environment (REDIS_URL, BATCHLINE_VAR_DIR and its key file,
+    # BATCHLINE_WEBHOOK_SECRET...), as an operator on its host has it
+    env = {**service.env, "BATCHLINE_URL": service.base_url, "COLUMNS": "250",
+           **({"BATCHLINE_API_KEY": api_key} if api_key else {})}
     return subprocess.run([str(BATCHLINE), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
-def _secret(service, *args: str, cwd: Path) -> str:
-    shown = _cli(service, "webhook-secret", *args, cwd=cwd)
+def _secret(service, *args: str, cwd: Path, api_key: str | None = None) -> str:
+    shown = _cli(service, "webhook-secret", *args, cwd=cwd, api_key=api_key)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.count("\n") == 1 and shown.stdout.startswith("whsec_")  # the secret, and nothing else
     return shown.stdout.strip()
 
 
-def _batch_with_callback(service, url: str) -> str:
-    agent_id = httpx.post(f"{service.base_url}/v1/agents/", json={"model": "simulated/echo"}).json()["id"]
-    created = httpx.post(f"{service.base_url}/v1/messages/batches",
+def _auth(service, api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else service.auth
+
+
+def _batch_with_callback(service, url: str, *, api_key: str | None = None) -> str:
+    headers = _auth(service, api_key)
+    agent_id = httpx.post(f"{service.base_url}/v1/agents/", json={"model": "simulated/echo"},
+                          headers=headers).json()["id"]
+    created = httpx.post(f"{service.base_url}/v1/messages/batches", headers=headers,
                          json={"requests": [{"agent_id": agent_id, "input": "q"}], "callback_url": url})
     assert created.status_code == 200, created.text
     return created.json()["id"]
 
 
-def _attempts(service, batch_id: str) -> list[dict]:
-    answer = httpx.get(f"{service.base_url}/v1/messages/batches/{batch_id}/callback-attempts")
+def _attempts_answer(service, batch_id: str, *, api_key: str | None = None) -> httpx.Response:
+    return httpx.get(f"{service.base_url}/v1/messages/batches/{batch_id}/callback-attempts",
+                     headers=_auth(service, api_key))
+
+
+def _attempts(service, batch_id: str, *, api_key: str | None = None) -> list[dict]:
+    answer = _attempts_answer(service, batch_id, api_key=api_key)
     assert answer.status_code == 200, answer.text
     return answer.json()["attempts"]
 
@@ -84,18 +95,23 @@ def test_given_a_receiver_failing_once_when_a_batch_ends_then_both_deliveries_ve
 
 def test_given_a_batch_of_another_tenant_when_its_callback_is_delivered_then_that_tenants_secret_signs_it(
         start_service, tmp_path):
-    # Until API keys make tenants over HTTP, the batch is handed to "tenant-b" in Redis while its
-    # one request is still waiting for its first token (the field authentication will write).
-    service = start_service(BATCHLINE_WEBHOOK_SECRET="", BATCHLINE_SIMULATED_TTFT_MS="3000")
+    service = start_service()  # BATCHLINE_WEBHOOK_SECRET set: tenant "default"'s only
+    made = _cli(service, "keys", "create", "--tenant", "tenant-b", "--name", "hooks", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    key_b = made.stdout.strip().splitlines()[-1]
     with CallbackReceiver() as receiver:
-        batch_id = _batch_with_callback(service, receiver.url)
-        redis.Redis.from_url(service.env["REDIS_URL"]).hset(keys.batch(batch_id), "created_by_id", "tenant-b")
+        batch_id = _batch_with_callback(service, receiver.url, api_key=key_b)
         (call,) = receiver.wait_for(1, timeout_s=60)
+    secret_b = _secret(service, cwd=tmp_path, api_key=key_b)  # over the API, with tenant-b's key
 
     assert call.headers["webhook-id"] == f"msg_{batch_id}"
-    assert webhooks.verify(_secret(service, "--tenant", "tenant-b", cwd=tmp_path), headers=call.headers,
-                           body=call.body)
-    assert not webhooks.verify(_secret(service, cwd=tmp_path), headers=call.headers, body=call.body)
+    assert webhooks.verify(secret_b, headers=call.headers, body=call.body)
+    assert not webhooks.verify(WEBHOOK_SECRET, headers=call.headers, body=call.body)
+    assert _secret(service, "--tenant", "tenant-b", cwd=tmp_path) == secret_b  # the admin reads the same one
+    assert wait_until(lambda: len(_attempts(service, batch_id, api_key=key_b)) == 1, timeout_s=10)
+    # the default tenant's key sees nothing of tenant-b's batch
+    hidden = _attempts_answer(service, batch_id)
+    assert hidden.status_code == 404 and hidden.json() == {"detail": f"Batch {batch_id!r} not found."}
 
 
 def test_given_a_configured_webhook_secret_when_a_callback_is_delivered_then_it_signs_for_the_default_tenant_only(
@@ -116,6 +132,8 @@ def test_given_an_unknown_batch_when_the_cli_lists_its_callback_attempts_then_it
     service = start_service(workers=False)
 
     shown = _cli(service, "callbacks", "job-nope", cwd=tmp_path)
+    anonymous = httpx.get(f"{service.base_url}/v1/messages/batches/job-nope/callback-attempts")
 
     assert shown.returncode == 1 and shown.stdout == ""
     assert shown.stderr == "Error: Batch 'job-nope' not found. (HTTP 404)\n"
+    assert anonymous.status_code == 401

@@ -8,7 +8,6 @@ import pytest
 from pydantic import SecretStr
 
 from app.callbacks import new_secret, tenant_secret
-from app.ids import DEFAULT_USER_ID, tenant_of
 from app.store import Store, connect, keys
 
 CONFIGURED = SecretStr("whsec_" + base64.b64encode(b"operator-chosen-secret").decode())
@@ -44,10 +43,3 @@ def test_given_an_installation_secret_made_before_tenants_when_default_reads_its
 
     assert tenant_secret(store.secrets, "default", configured=None) == before
     assert tenant_secret(store.secrets, "tenant-a", configured=None) != before
-
-
-@pytest.mark.parametrize(("created_by_id", "tenant"), [
-    (DEFAULT_USER_ID, "default"), ("default", "default"), (None, "default"), ("tenant-a", "tenant-a")])
-def test_given_a_batchs_created_by_id_when_its_tenant_is_read_then_the_legacy_user_id_means_default(
-        created_by_id, tenant):
-    assert tenant_of(created_by_id) == tenant
