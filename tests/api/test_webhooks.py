@@ -105,9 +105,14 @@ def test_given_another_tenants_batch_when_its_callback_attempts_are_asked_for_th
     assert response.get_json() == {"detail": f"Batch {batch_id!r} not found."}
 
 
-@pytest.mark.parametrize("path", ["/v1/messages/batches/job-1/callback-attempts", "/v1/webhook-secret"])
-def test_given_no_key_when_a_webhook_route_is_called_then_401_says_how_to_send_one(anonymous_client, path):
+@pytest.mark.parametrize(("path", "documented"), [
+    ("/v1/messages/batches/job-1/callback-attempts", "/v1/messages/batches/{batch_id}/callback-attempts"),
+    ("/v1/webhook-secret", "/v1/webhook-secret")])
+def test_given_no_key_when_a_webhook_route_is_called_then_it_is_documented_as_needing_one_and_answers_401(
+        anonymous_client, path, documented):
+    operation = anonymous_client.get("/docs/openapi.json").get_json()["paths"][documented]["get"]
     response = anonymous_client.get(path)
 
+    assert operation["security"] == [{"bearer": []}] and "401" in operation["responses"]
     assert response.status_code == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")
     assert "whsec_" not in response.get_data(as_text=True)
