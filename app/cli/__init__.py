@@ -1,7 +1,7 @@
 """`batchline`: submit, follow and export batches from a terminal, through the REST API
 (BATCHLINE_URL, default http://127.0.0.1:8283), with the key in BATCHLINE_API_KEY or else the one a
-first start saved in var/api-key. `batchline keys` and
-`batchline webhook-secret --tenant` go to Redis directly."""
+first start saved in var/api-key. `batchline keys` and `batchline webhook-secret --tenant` go to
+Redis directly."""
 
 from __future__ import annotations
 
