@@ -9,6 +9,7 @@ from typing import Annotated
 
 import redis
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -24,7 +25,11 @@ console = Console()
 
 
 def admin_store() -> Store:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        fields = ", ".join(".".join(str(part) for part in error["loc"]) for error in exc.errors())
+        raise CliError(f"Invalid settings ({fields}): check the environment and .env.") from None
     url = settings.redis_url
     if url is None:
         port = EmbeddedRedis(var_dir=settings.var_dir).running_port()
