@@ -47,14 +47,17 @@ from app.tasks import START_BATCH, TaskQueue
 from bench.concurrency import start_redis
 from tests.support.processes import service_env, worker_process
 
-#: Stack categories for the CPU split, checked in this order: (name, frames that mark it).
+#: Stack categories for the CPU split, checked in this order: (name, frames that mark it). Since
+#: the claim carries the agent, history and small-request reads in its round trip, the first
+#: category holds all of them; the next ones what remains of each outside it.
 CATEGORIES = [
-    ("claim", ("RunStore.claim (",)),
+    ("claim (with agent, history, request reads)", ("RunStore.claim (", "ItemStartStore.claim_and_load (",
+                                                    "WorkerRuntime._claim_and_load (")),
     ("item, agent and request loads", ("RunStore.load_item (", "RunStore.load_request (", "AgentStore.get (",
-                                       "model_validate_json (")),
+                                       "ItemStartStore.load_items (", "model_validate_json (")),
     ("history", ("app/engine/history.py",)),
     ("prompt", ("to_chat (", "compile_system_prompt (", "input_messages (")),
-    ("provider call", ("stream_with_retries (",)),
+    ("provider call (the simulated model)", ("stream_with_retries (",)),
     ("commit", ("commit_run (",)),
     ("chunk bookkeeping", ("WorkerRuntime.run_chunk (",)),
     ("rest of the item path", ("WorkerRuntime.run_item (",)),
