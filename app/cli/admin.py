@@ -10,6 +10,7 @@ import redis
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from app.cli.client import CliError
 from app.embedded_redis import EmbeddedRedis
@@ -48,8 +49,9 @@ def keys_create(
         record, secret = admin_store().api_keys.create(tenant=tenant, name=name)
     except InvalidTenant as exc:
         raise CliError(str(exc)) from None
+    # markup=False: a name is the operator's text, and "[/x]" in it must print, not raise
     console.print(f"Key {record.id} ({record.name!r}) for tenant {record.tenant} made. It is shown only now:",
-                  highlight=False)
+                  highlight=False, markup=False)
     print(secret, flush=True)
 
 
@@ -58,7 +60,8 @@ def keys_list() -> None:
     """Every key: id, name, tenant, when it was made and last used (never the key itself)."""
     table = Table("id", "name", "tenant", "created", "last used")
     for key in admin_store().api_keys.list():
-        table.add_row(key.id, key.name, key.tenant, key.created_at, key.last_used_at or "never")
+        table.add_row(*(Text(cell) for cell in (key.id, key.name, key.tenant, key.created_at,
+                                                 key.last_used_at or "never")))
     console.print(table)
 
 
@@ -67,4 +70,4 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (`keys 
     """Revoke a key: its next call gets 401."""
     if not admin_store().api_keys.revoke(key_id):
         raise CliError(f"No key {key_id!r} (see `batchline keys list`).")
-    console.print(f"Key {key_id} revoked.", highlight=False)
+    console.print(f"Key {key_id} revoked.", highlight=False, markup=False)
