@@ -4,6 +4,8 @@ again when Redis lost it, and never a failed start because of what lies in the v
 from __future__ import annotations
 
 import logging
+import threading
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +73,32 @@ def test_given_the_key_path_is_a_directory_when_the_first_start_runs_then_it_sta
     warnings = [record.getMessage() for record in caplog.records if record.name == "app.first_key"]
     assert len(warnings) == 1 and "could not be saved" in warnings[0] and shown not in warnings[0]
     assert not any(record.exc_info for record in caplog.records)
+
+
+def test_given_eight_processes_starting_at_the_same_instant_when_each_ensures_a_key_then_exactly_one_is_made(
+        redis_url, tmp_path, capsys):
+    stores = [Store(client=connect(redis_url)) for _ in range(8)]
+    for each in stores:
+        each.ping()  # connected already, so that they all reach Redis within the same instant
+    for attempt in range(5):  # a race lost only now and then must still show
+        var = tmp_path / str(attempt)
+        stores[0].client.flushall()
+        _race(stores, var)
+
+        key = read_key_file(key_file(var))
+        assert stores[0].api_keys.count() == 1 and stores[0].api_keys.authenticate(key) is not None, attempt
+        assert capsys.readouterr().out.count("bl_") == 1
+
+
+def _race(stores: list[Store], var: Path) -> None:
+    start = threading.Barrier(len(stores))
+
+    def first_start(store: Store) -> None:
+        start.wait()
+        ensure_first_key(store, var_dir=var)
+
+    threads = [threading.Thread(target=first_start, args=(each,)) for each in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
