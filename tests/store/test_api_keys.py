@@ -6,11 +6,11 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-import redis
 
 from app.store import Store, connect
 from app.store.api_keys import KEY_PREFIX, ApiKeyStore
 from app.tenancy import InvalidTenant
+from tests.support.redis_dump import everything_in
 
 
 @pytest.fixture
@@ -18,32 +18,11 @@ def store(redis_url: str) -> Store:
     return Store(client=connect(redis_url))
 
 
-def _everything_in(client: redis.Redis) -> str:
-    """Every key name and every value of every type in the database, as one text."""
-    parts: list[str] = []
-    for name in client.scan_iter(count=1000):
-        parts.append(name)
-        kind = client.type(name)
-        if kind == "string":
-            parts.append(client.get(name) or "")
-        elif kind == "hash":
-            parts.extend(f"{field}={value}" for field, value in client.hgetall(name).items())
-        elif kind == "list":
-            parts.extend(client.lrange(name, 0, -1))
-        elif kind == "set":
-            parts.extend(client.smembers(name))
-        elif kind == "zset":
-            parts.extend(client.zrange(name, 0, -1))
-        elif kind == "stream":
-            parts.extend(str(entry) for entry in client.xrange(name))
-    return "\n".join(parts)
-
-
 def test_given_a_new_key_when_redis_is_scanned_then_only_its_sha256_is_there_never_the_key(store):
     record, secret = store.api_keys.create(tenant="acme", name="ci")
 
     assert secret.startswith(KEY_PREFIX) and len(secret) > 40
-    everything = _everything_in(store.client)
+    everything = everything_in(store.client)
     assert secret not in everything and secret[len(KEY_PREFIX):] not in everything
     assert hashlib.sha256(secret.encode()).hexdigest() in everything
     assert store.api_keys.authenticate(secret).id == record.id
