@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import time
 from dataclasses import asdict, dataclass
@@ -15,6 +16,8 @@ import redis
 from app.ids import now_iso
 from app.store import keys
 from app.tenancy import check_tenant
+
+logger = logging.getLogger(__name__)
 
 #: Every key starts with this, so that a leaked one is recognisable (secret scanners, logs).
 KEY_PREFIX = "bl_"
@@ -79,7 +82,11 @@ class ApiKeyStore:
         now = time.monotonic()
         if now - self._touched.get(key_id, -LAST_USED_RESOLUTION_S) >= LAST_USED_RESOLUTION_S:
             self._touched[key_id] = now
-            self.client.hset(keys.API_KEY_LAST_USED, key_id, now_iso())
+            try:
+                self.client.hset(keys.API_KEY_LAST_USED, key_id, now_iso())
+            except redis.RedisError as exc:
+                # Bookkeeping only: a read must not fail because Redis refuses writes (full, a replica).
+                logger.warning("Could not record the last use of API key %s (%s)", key_id, type(exc).__name__)
 
     def list(self) -> list[ApiKey]:
         digests = self.client.hgetall(keys.API_KEY_IDS)

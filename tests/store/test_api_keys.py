@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+import redis
 
 from app.store import Store, connect
 from app.store.api_keys import KEY_PREFIX, ApiKeyStore
@@ -73,3 +74,16 @@ def test_given_a_key_used_twice_within_a_minute_when_listed_then_last_used_is_th
     ApiKeyStore(client=store.client).authenticate(secret)
     assert store.api_keys.list()[0].last_used_at > first
 
+
+
+def test_given_redis_refusing_writes_when_a_key_is_used_then_it_still_authenticates(store):
+    _, secret = store.api_keys.create(tenant="acme", name="ci")
+    store.client.config_set("maxmemory", "1")  # full: with noeviction, every write is refused (OOM)
+    try:
+        with pytest.raises(redis.ResponseError):
+            store.client.set("probe", "x")
+        # "last used" is bookkeeping: a read must not fail because it cannot be written
+        assert ApiKeyStore(client=store.client).authenticate(secret).tenant == "acme"
+    finally:
+        store.client.config_set("maxmemory", "0")
+    assert store.api_keys.list()[0].last_used_at is None
