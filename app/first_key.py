@@ -12,6 +12,7 @@ from pathlib import Path
 
 import redis
 
+from app.logs import JsonFormatter, json_logs
 from app.store import Store
 from app.store.api_keys import looks_like_key
 from app.tenancy import DEFAULT_TENANT
@@ -66,11 +67,19 @@ def _ensure(store: Store, path: Path) -> None:
             logger.warning("The first API key could not be saved to %s (%s); it is printed once below.",
                            path, exc.strerror or type(exc).__name__)
             saved = "NOT saved: keep it now"
-        # The one time this key is shown; it goes to stdout (the terminal), not through logging.
-        print(f"Batchline made an API key for tenant '{DEFAULT_TENANT}' (key id {record.id}), {saved}:\n{secret}",
-              flush=True)
+        _show_once(f"Batchline made an API key for tenant '{DEFAULT_TENANT}' (key id {record.id}), {saved}:", secret)
     finally:
         keys.release_bootstrap()
+
+
+def _show_once(announcement: str, secret: str) -> None:
+    """The one time the key is shown: on stdout (the terminal), not through logging, so that no
+    handler sends it anywhere else. With JSON logs it is one JSON line, like every other line."""
+    if json_logs():
+        record = logging.LogRecord(__name__, logging.WARNING, __file__, 0, "%s %s", (announcement, secret), None)
+        print(JsonFormatter().format(record), flush=True)
+    else:
+        print(f"{announcement}\n{secret}", flush=True)
 
 
 def _write_private(path: Path, secret: str) -> None:

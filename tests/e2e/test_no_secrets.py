@@ -156,9 +156,12 @@ def test_given_a_full_batch_with_every_kind_of_secret_when_all_output_is_scanned
 
 def _without_the_line_that_shows(first_key: str, output: str) -> str:
     """The web output minus the one line where the first start printed its key (honcho puts its
-    prefix before it), which must follow the sentence that announces it."""
+    prefix before it): the line after the sentence that announces it, or with JSON logs the end
+    of that sentence's line."""
     lines = output.splitlines()
     shown = [index for index, line in enumerate(lines) if first_key in line]
     assert len(shown) == 1, "the first start's key must be printed exactly once"
-    assert lines[shown[0]].endswith(f"| {first_key}") and "made an API key" in lines[shown[0] - 1]
+    line, before = lines[shown[0]], lines[shown[0] - 1]
+    assert (line.endswith(f"| {first_key}") and "made an API key" in before) or (  # text
+        "made an API key for tenant 'default'" in line and line.endswith(f' {first_key}"}}'))  # one JSON line
     return "\n".join(lines[:shown[0]] + lines[shown[0] + 1:])
