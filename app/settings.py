@@ -109,7 +109,7 @@ class Settings(BaseSettings):
 
     #: Calls one API key may make per minute over all `/v1` routes, counted across every web
     #: process (0: no limit).
-    rate_limit_per_minute: int = Field(600, ge=0)
+    rate_limit_per_minute: int = Field(6000, ge=0)
     #: Batch requests one API key may submit per hour: a batch of N requests counts N (0: no limit).
     batch_requests_per_hour: int = Field(1_000_000, ge=0)
     #: How long an `Idempotency-Key` keeps answering with the batch it created (per tenant).
