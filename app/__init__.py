@@ -5,13 +5,14 @@ from __future__ import annotations
 from dramatiq.brokers.redis import RedisBroker
 from flask_openapi3 import Info, OpenAPI
 
-from app.api import auth, body_guard, errors
+from app.api import auth, body_guard, errors, rate_limits
 from app.api.agents import agents
 from app.api.batches import batches
 from app.api.dashboard import dashboard
 from app.api.health import health
 from app.api.monitor import metrics, monitor
 from app.api.results import results
+from app.api.webhooks import callback_attempts, webhook_secret
 from app.embedded_redis import ensure_embedded_redis
 from app.first_key import ensure_first_key
 from app.logs import configure_web_logging, install_web_context
@@ -54,7 +55,10 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         ensure_first_key(store, var_dir=settings.var_dir)
     for blueprint in (batches, results, agents, health, monitor, metrics, dashboard):
         app.register_api(blueprint)
+    for blueprint in (callback_attempts, webhook_secret):
+        app.register_api(blueprint)
     auth.install(app)
+    rate_limits.install(app, redis_url=redis_url)
     body_guard.install(app)
     install_web_context(app)
     errors.register(app)

@@ -5,6 +5,7 @@ under an existing key file, reuses the file's key."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import redis
 
-from app.logs import JsonFormatter, json_logs
+from app.ids import now_iso
+from app.logs import json_logs
 from app.store import Store
 from app.store.api_keys import looks_like_key
 from app.tenancy import DEFAULT_TENANT
@@ -72,14 +74,14 @@ def _ensure(store: Store, path: Path) -> None:
         keys.release_bootstrap()
 
 
-def _show_once(announcement: str, secret: str) -> None:
-    """The one time the key is shown: on stdout (the terminal), not through logging, so that no
-    handler sends it anywhere else. With JSON logs it is one JSON line, like every other line."""
+def _show_once(text: str, secret: str) -> None:
+    """The one time the key is shown: printed, not logged (no handler or aggregator gets it as a
+    log record), as one JSON object when the logs are JSON lines."""
     if json_logs():
-        record = logging.LogRecord(__name__, logging.WARNING, __file__, 0, "%s %s", (announcement, secret), None)
-        print(JsonFormatter().format(record), flush=True)
+        print(json.dumps({"time": now_iso(), "level": "WARNING", "logger": __name__, "message": text,
+                          "api_key": secret}), flush=True)
     else:
-        print(f"{announcement}\n{secret}", flush=True)
+        print(f"{text}\n{secret}", flush=True)
 
 
 def _write_private(path: Path, secret: str) -> None:

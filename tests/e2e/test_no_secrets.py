@@ -163,5 +163,5 @@ def _without_the_line_that_shows(first_key: str, output: str) -> str:
     assert len(shown) == 1, "the first start's key must be printed exactly once"
     line, before = lines[shown[0]], lines[shown[0] - 1]
     assert (line.endswith(f"| {first_key}") and "made an API key" in before) or (  # text
-        "made an API key for tenant 'default'" in line and line.endswith(f' {first_key}"}}'))  # one JSON line
+        "made an API key for tenant 'default'" in line and f'"api_key": "{first_key}"' in line)  # JSON
     return "\n".join(lines[:shown[0]] + lines[shown[0] + 1:])
