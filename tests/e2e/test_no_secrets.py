@@ -1,7 +1,8 @@
 """No secret where it does not belong (issue 9, part 11): the whole service from the README's run
 command (web, worker and embedded Redis under honcho) runs a batch with an API key made by
-`batchline keys create`, a provider key that the fake OpenAI server really receives, and a
-signed callback, while things fail that log (a provider 401 and 500 that echo the key, a stream
+`batchline keys create` (for the tenant `default`, whose callbacks BATCHLINE_WEBHOOK_SECRET
+signs), a provider key that the fake OpenAI server really receives, and a signed callback,
+while things fail that log (a provider 401 and 500 that echo the key, a stream
 error, a callback target failing once, wrong keys presented). Then the output of every process,
 every file of the var directory (the embedded Redis's log and its append-only file, which holds
 every Dramatiq message ever queued), what Redis holds, every API answer, `/metrics`, the
@@ -33,6 +34,7 @@ from tests.support.queues import wait_for_idle_queues
 from tests.support.quick_start import embedded_redis_port, start_quick_start
 from tests.support.receiver import CallbackReceiver
 from tests.support.redis_dump import everything_in
+from tests.support.webhooks import verify
 
 BATCHLINE = Path(sys.executable).parent / "batchline"
 DASHBOARD_FILES = sorted(p.name for p in (Path(__file__).parents[2] / "app" / "static" / "dashboard").iterdir())
@@ -95,7 +97,7 @@ def test_given_a_full_batch_with_every_kind_of_secret_when_all_output_is_scanned
                                     BATCHLINE_LLM_BACKOFF_MAX_S="0.05")
         try:
             first_key = (var / "api-key").read_text().strip()
-            made = _cli("keys", "create", "--tenant", "acme", "--name", "leak check", var=var, cwd=tmp_path)
+            made = _cli("keys", "create", "--tenant", "default", "--name", "leak check", var=var, cwd=tmp_path)
             *shown, key = made.stdout.rstrip("\n").split("\n")
             seen += [*shown, made.stderr]
             # `curl -u KEY:` (Stripe's habit) sends Basic auth, whose user gunicorn's access log shows
@@ -119,16 +121,18 @@ def test_given_a_full_batch_with_every_kind_of_secret_when_all_output_is_scanned
 
             # the secrets were really in play: the provider got its key, the callback was signed
             assert all(h.get("authorization") == f"Bearer {provider_key}" for h in model.headers)
-            assert [d.headers.get("webhook-signature", "").startswith("v1,") for d in deliveries] == [True, True]
+            assert [verify(webhook_secret, headers=d.headers, body=d.body) for d in deliveries] == [True, True]
             batch_path = f"/v1/messages/batches/{batch['id']}"
             items = call("GET", f"{batch_path}/requests", key).json()
             # the 401 fails its request; the 500 and the broken stream are retried and succeed
             assert sorted(item["status"] for item in items) == sorted([ItemStatus.ERRORED] + [ItemStatus.SUCCEEDED] * 4)
             for path in (batch_path, "/v1/messages/batches", f"{batch_path}/messages", f"{batch_path}/results",
-                         f"{batch_path}/callback-attempts", "/v1/agents/", f"/v1/agents/{agent['id']}",
+                         "/v1/agents/", f"/v1/agents/{agent['id']}",
                          f"/v1/agents/{agent['id']}/messages", "/v1/monitor", "/v1/monitor/dead-letters", "/metrics",
                          "/dashboard", *(f"/dashboard/static/{name}" for name in DASHBOARD_FILES)):
                 call("GET", path, key)
+            attempts = call("GET", f"{batch_path}/callback-attempts", key).json()
+            assert len(attempts["attempts"]) == 2, attempts
             call("GET", "/v1/monitor", first_key)
             call("GET", "/metrics", first_key)
             listed = _cli("keys", "list", var=var, cwd=tmp_path)
