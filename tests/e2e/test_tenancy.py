@@ -64,7 +64,8 @@ def test_given_two_tenants_when_b_uses_a_s_ids_on_every_route_then_each_answers_
         assert wait_for_status(b, b_done.id, timeout_s=30).status == "completed"
 
         # The tenant comes from the key: A's objects carry "default", B's carry "b", messages included.
-        assert a_agent.created_by_id == "default" and b_agent.created_by_id == "b"
+        assert (a_agent.created_by_id, a_agent.last_updated_by_id) == ("default", "default")
+        assert (b_agent.created_by_id, b_agent.last_updated_by_id) == ("b", "b")
         assert (a_done.created_by_id, a_done.last_updated_by_id) == ("default", "default")
         assert (b_done.created_by_id, b_done.last_updated_by_id) == ("b", "b")
         for key, batch_id, tenant in ((service.api_key, a_done.id, "default"), (b_key, b_done.id, "b")):
