@@ -23,7 +23,7 @@ from app.services import services
 from app.tenancy import owner_of
 
 agents = APIBlueprint("agents", __name__, url_prefix="/v1/agents", abp_tags=[Tag(name="agents")],
-                      abp_responses={"401": Error, "422": Error, "503": Error}, abp_security=SECURITY)
+                      abp_responses={"401": Error, "422": Error, "429": Error, "503": Error}, abp_security=SECURITY)
 
 
 class AgentPath(BaseModel):

@@ -34,9 +34,9 @@ from app.tenancy import DEFAULT_TENANT
 logger = logging.getLogger(__name__)
 
 monitor = APIBlueprint("monitor", __name__, url_prefix="/v1/monitor", abp_tags=[Tag(name="monitor")],
-                       abp_responses={"401": Error, "422": Error, "503": Error}, abp_security=SECURITY)
+                       abp_responses={"401": Error, "422": Error, "429": Error, "503": Error}, abp_security=SECURITY)
 metrics = APIBlueprint("metrics", __name__, abp_tags=[Tag(name="monitor")],
-                       abp_responses={"401": Error, "503": Error}, abp_security=SECURITY)
+                       abp_responses={"401": Error, "429": Error, "503": Error}, abp_security=SECURITY)
 
 
 def _queues() -> Queues:
