@@ -103,8 +103,8 @@ class Settings(BaseSettings):
 
     #: `off` lets every caller in as the default tenant: only for a machine nobody else can reach.
     auth: Literal["on", "off"] = "on"
-    #: Open `/metrics` and `GET /v1/monitor` to callers without a key (queue and worker figures,
-    #: batch ids and counts; never prompts).
+    #: Open `/metrics` and `GET /v1/monitor` to callers without a key (queue, worker and model
+    #: figures only: such a caller is shown no batch).
     monitor_public: bool = False
 
     #: Calls one API key may make per minute over all `/v1` routes, counted across every web
