@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         validation_error_callback=errors.validation_error_response,
         doc_prefix="/docs",
         doc_url="/openapi.json",
+        security_schemes={},  # flask-openapi3 would serve null, which no OpenAPI tool accepts
     )
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False

@@ -18,10 +18,11 @@ from app.providers import ProviderRegistry, make_http_client
 from app.schemas.agents import AgentListQuery, AgentMessagesQuery, AgentState, CreateAgent
 from app.schemas.batches import LettaRequest
 from app.schemas.common import Error
+from app.schemas.responses import URI_TOO_LONG, AgentDeleted, AgentStates, LettaMessages, LettaResponse
 from app.services import services
 
 agents = APIBlueprint("agents", __name__, url_prefix="/v1/agents", abp_tags=[Tag(name="agents")],
-                      abp_responses={"422": Error, "503": Error})
+                      abp_responses={"422": Error, "503": Error, "414": URI_TOO_LONG})
 
 
 class AgentPath(BaseModel):
@@ -35,7 +36,7 @@ def create_agent(body: CreateAgent) -> Any:
     return jsonify(agent_state(agent, message_ids=[]))
 
 
-@agents.get("/", responses={200: AgentState}, strict_slashes=False)
+@agents.get("/", responses={200: AgentStates, 400: Error}, strict_slashes=False)
 def list_agents(query: AgentListQuery) -> Any:
     svc = services()
     found = svc.store.agents.list(after=query.after, before=query.before, limit=query.limit,
@@ -51,14 +52,14 @@ def retrieve_agent(path: AgentPath) -> Any:
     return jsonify(agent_state(agent, message_ids=_message_ids(agent["id"])))
 
 
-@agents.delete("/<agent_id>", responses={404: Error}, strict_slashes=False)
+@agents.delete("/<agent_id>", responses={200: AgentDeleted, 404: Error}, strict_slashes=False)
 def delete_agent(path: AgentPath) -> Any:
     if not services().store.agents.delete(path.agent_id):
         raise not_found("Agent", path.agent_id)
     return jsonify({"message": f"Agent id={path.agent_id} successfully deleted"})
 
 
-@agents.get("/<agent_id>/messages", responses={404: Error, 400: Error})
+@agents.get("/<agent_id>/messages", responses={200: LettaMessages, 404: Error, 400: Error})
 def list_agent_messages(path: AgentPath, query: AgentMessagesQuery) -> Any:
     """The agent's history as Letta messages (`message_type` union), newest first by default."""
     _agent_or_404(path.agent_id)
@@ -70,7 +71,7 @@ def list_agent_messages(path: AgentPath, query: AgentMessagesQuery) -> Any:
         assistant_message_tool_kwarg=query.assistant_message_tool_kwarg)))
 
 
-@agents.post("/<agent_id>/messages", responses={404: Error})
+@agents.post("/<agent_id>/messages", responses={200: LettaResponse, 404: Error, 409: Error})
 def send_message(path: AgentPath, body: LettaRequest) -> Any:
     """Run one request through the agent now and answer with what it produced (LettaResponse)."""
     svc = services()

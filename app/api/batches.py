@@ -15,7 +15,6 @@ from app.outage import outage
 from app.queues import Queues
 from app.redis_retry import UNAVAILABLE, RedisRetry
 from app.schemas.batches import (
-    BatchItem,
     BatchJob,
     BatchMessagesQuery,
     BatchPath,
@@ -25,6 +24,7 @@ from app.schemas.batches import (
 )
 from app.schemas.common import Error, PageQuery
 from app.schemas.messages import BatchMessages
+from app.schemas.responses import URI_TOO_LONG, BatchItems, BatchJobs
 from app.services import services
 from app.tasks import FINALIZE_BATCH, START_BATCH
 from app.vocabulary import BatchStatus
@@ -37,7 +37,7 @@ CREATED_READ_WAIT_S = 10.0
 STATUS_SCAN_PAGE = 500
 
 batches = APIBlueprint("batches", __name__, url_prefix="/v1/messages/batches",
-                       abp_tags=[Tag(name="batches")], abp_responses={"422": Error, "503": Error})
+                       abp_tags=[Tag(name="batches")], abp_responses={"422": Error, "503": Error, "414": URI_TOO_LONG})
 
 
 @batches.post("", responses={200: BatchJob, 404: Error, 413: Error, 415: Error}, strict_slashes=False)
@@ -95,7 +95,7 @@ def _ensure_started(batch_id: str, *, resend: bool) -> None:
         outage.lost(exc)
 
 
-@batches.get("", responses={200: BatchJob}, strict_slashes=False)
+@batches.get("", responses={200: BatchJobs, 400: Error}, strict_slashes=False)
 def list_batches(query: PageQuery) -> Any:
     """All batches, any status, newest first by default (a bare JSON array)."""
     found = services().store.batches.list(after=query.after, before=query.before, limit=query.limit,
@@ -140,7 +140,7 @@ def list_batch_messages(path: BatchPath, query: BatchMessagesQuery) -> Any:
     return jsonify({"messages": found})
 
 
-@batches.get("/<batch_id>/requests", responses={200: BatchItem, 400: Error, 404: Error})
+@batches.get("/<batch_id>/requests", responses={200: BatchItems, 400: Error, 404: Error})
 def list_batch_requests(path: BatchPath, query: BatchRequestsQuery) -> Any:
     """Each request of the batch: status, stop_reason, ttft_ns, total_duration_ns, error (a bare
     JSON array, in submission order by default)."""

@@ -14,6 +14,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from app.api.errors import not_found
 from app.schemas.batches import BatchPath
 from app.schemas.common import Error
+from app.schemas.responses import URI_TOO_LONG, text_body
 from app.services import services
 
 logger = logging.getLogger(__name__)
@@ -21,10 +22,10 @@ logger = logging.getLogger(__name__)
 NDJSON = "application/x-ndjson"
 
 results = APIBlueprint("results", __name__, url_prefix="/v1/messages/batches",
-                       abp_tags=[Tag(name="batches")], abp_responses={"422": Error, "503": Error})
+                       abp_tags=[Tag(name="batches")], abp_responses={"422": Error, "503": Error, "414": URI_TOO_LONG})
 
 
-@results.get("/<batch_id>/results", responses={404: Error})
+@results.get("/<batch_id>/results", responses={200: text_body(NDJSON, "One JSON object a line."), 404: Error})
 def export_results(path: BatchPath) -> Any:
     """Every request of the batch as one JSON line (`application/x-ndjson`), in submission order:
     index, batch_item_id, agent_id, status, stop_reason, ttft_ns, total_duration_ns, error,
