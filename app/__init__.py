@@ -5,7 +5,7 @@ from __future__ import annotations
 from dramatiq.brokers.redis import RedisBroker
 from flask_openapi3 import Info, OpenAPI
 
-from app.api import body_guard, errors
+from app.api import auth, body_guard, errors
 from app.api.agents import agents
 from app.api.batches import batches
 from app.api.dashboard import dashboard
@@ -13,11 +13,13 @@ from app.api.health import health
 from app.api.monitor import metrics, monitor
 from app.api.results import results
 from app.embedded_redis import ensure_embedded_redis
+from app.first_key import ensure_first_key
 from app.logs import configure_web_logging, install_web_context
 from app.message_ledger import MessageLedger
 from app.services import Services
 from app.settings import Settings
 from app.store import Store, connect
+from app.store.migrations import migrate_at_start
 from app.tasks import TaskQueue
 
 __version__ = "0.1.0"
@@ -35,7 +37,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         validation_error_callback=errors.validation_error_response,
         doc_prefix="/docs",
         doc_url="/openapi.json",
-        security_schemes={},  # flask-openapi3 would serve null, which no OpenAPI tool accepts
+        security_schemes=auth.SECURITY_SCHEMES,
     )
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
@@ -47,8 +49,12 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         store=store,
         tasks=TaskQueue(broker=RedisBroker(url=redis_url, middleware=[MessageLedger(store=store)])),
     )
+    migrate_at_start(store)
+    if settings.auth == "on":
+        ensure_first_key(store, var_dir=settings.var_dir)
     for blueprint in (batches, results, agents, health, monitor, metrics, dashboard):
         app.register_api(blueprint)
+    auth.install(app)
     body_guard.install(app)
     install_web_context(app)
     errors.register(app)

@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     #: on Redis pub/sub was missed (a reconnect).
     stop_poll_s: float = Field(2.0, gt=0)
 
+    #: `off` lets every caller in as the default tenant: only for a machine nobody else can reach.
+    auth: Literal["on", "off"] = "on"
+    #: Open `/metrics` and `GET /v1/monitor` to callers without a key (queue and worker figures,
+    #: batch ids and counts; never prompts).
+    monitor_public: bool = False
+
     webhook_secret: SecretStr | None = None
     callback_timeout_s: float = 10.0
     callback_max_attempts: int = Field(8, ge=1)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+from flask.testing import FlaskClient
+from flask_openapi3 import OpenAPI
 
 from app import create_app
 from app.embedded_redis import free_port, redis_server_binary
@@ -54,10 +57,46 @@ def settings(redis_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings):
-    return create_app(settings)
+def make_app(settings: Settings) -> Callable[..., OpenAPI]:
+    """Apps built from the test's settings with some changed; their test clients send the key
+    the first app made at its first start (zero configuration), read from the key file as a
+    client would."""
+
+    def make(**changes: Any) -> OpenAPI:
+        app = create_app(settings.model_copy(update=changes))
+        key_file = settings.var_dir / "api-key"
+        if key_file.exists():
+            app.test_client_class = _client_with_key(key_file.read_text().strip())
+        return app
+
+    return make
+
+
+@pytest.fixture
+def app(make_app: Callable[..., OpenAPI]) -> OpenAPI:
+    return make_app()
+
+
+def _client_with_key(api_key: str) -> type[FlaskClient]:
+    class ClientWithKey(FlaskClient):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {api_key}"
+
+    return ClientWithKey
+
+
+@pytest.fixture
+def api_key(app, settings: Settings) -> str:
+    return (settings.var_dir / "api-key").read_text().strip()
 
 
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture
+def anonymous_client(app):
+    """A client that sends no key."""
+    return FlaskClient(app, app.response_class, use_cookies=True)

@@ -10,6 +10,7 @@ from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 
+from app.api.auth import SECURITY, current_tenant
 from app.api.batches import check_max_steps
 from app.api.errors import ApiError, not_found
 from app.engine.letta_view import ViewOptions, to_letta_messages
@@ -20,9 +21,11 @@ from app.schemas.batches import LettaRequest
 from app.schemas.common import Error
 from app.schemas.responses import URI_TOO_LONG, AgentDeleted, AgentStates, LettaMessages, LettaResponse
 from app.services import services
+from app.tenancy import owner_of
 
 agents = APIBlueprint("agents", __name__, url_prefix="/v1/agents", abp_tags=[Tag(name="agents")],
-                      abp_responses={"422": Error, "503": Error, "414": URI_TOO_LONG})
+                      abp_responses={"401": Error, "414": URI_TOO_LONG, "422": Error, "503": Error},
+                      abp_security=SECURITY)
 
 
 class AgentPath(BaseModel):
@@ -32,14 +35,14 @@ class AgentPath(BaseModel):
 @agents.post("/", responses={200: AgentState}, strict_slashes=False)
 def create_agent(body: CreateAgent) -> Any:
     svc = services()
-    agent = svc.store.agents.create(body)
+    agent = svc.store.agents.create(body, tenant=current_tenant())
     return jsonify(agent_state(agent, message_ids=[]))
 
 
 @agents.get("/", responses={200: AgentStates, 400: Error}, strict_slashes=False)
 def list_agents(query: AgentListQuery) -> Any:
     svc = services()
-    found = svc.store.agents.list(after=query.after, before=query.before, limit=query.limit,
+    found = svc.store.agents.list(tenant=current_tenant(), after=query.after, before=query.before, limit=query.limit,
                                   order=query.order, name=query.name)
     message_ids = svc.store.messages.recent_ids_many([agent["id"] for agent in found],
                                                      limit=svc.settings.history_max_messages)
@@ -54,7 +57,8 @@ def retrieve_agent(path: AgentPath) -> Any:
 
 @agents.delete("/<agent_id>", responses={200: AgentDeleted, 404: Error}, strict_slashes=False)
 def delete_agent(path: AgentPath) -> Any:
-    if not services().store.agents.delete(path.agent_id):
+    _agent_or_404(path.agent_id)
+    if not services().store.agents.delete(path.agent_id, tenant=current_tenant()):
         raise not_found("Agent", path.agent_id)
     return jsonify({"message": f"Agent id={path.agent_id} successfully deleted"})
 
@@ -105,8 +109,9 @@ def send_message(path: AgentPath, body: LettaRequest) -> Any:
 
 
 def _agent_or_404(agent_id: str) -> dict[str, Any]:
+    """The caller's agent; another tenant's answers 404 exactly like one that does not exist."""
     agent = services().store.agents.get(agent_id)
-    if agent is None:
+    if agent is None or owner_of(agent["created_by_id"]) != current_tenant():
         raise not_found("Agent", agent_id)
     return agent
 

@@ -9,6 +9,7 @@ from typing import Any
 from flask import Response, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
 
+from app.api.auth import SECURITY, current_tenant
 from app.api.errors import ApiError, invalid_field, not_found
 from app.callbacks import UnresolvableCallbackHost, UnsafeCallbackTarget, check_target
 from app.outage import outage
@@ -27,6 +28,7 @@ from app.schemas.messages import BatchMessages
 from app.schemas.responses import URI_TOO_LONG, BatchItems, BatchJobs
 from app.services import services
 from app.tasks import FINALIZE_BATCH, START_BATCH
+from app.tenancy import owner_of
 from app.vocabulary import BatchStatus
 
 logger = logging.getLogger(__name__)
@@ -37,7 +39,9 @@ CREATED_READ_WAIT_S = 10.0
 STATUS_SCAN_PAGE = 500
 
 batches = APIBlueprint("batches", __name__, url_prefix="/v1/messages/batches",
-                       abp_tags=[Tag(name="batches")], abp_responses={"422": Error, "503": Error, "414": URI_TOO_LONG})
+                       abp_tags=[Tag(name="batches")],
+                       abp_responses={"401": Error, "414": URI_TOO_LONG, "422": Error, "503": Error},
+                       abp_security=SECURITY)
 
 
 @batches.post("", responses={200: BatchJob, 404: Error, 413: Error, 415: Error}, strict_slashes=False)
@@ -50,9 +54,11 @@ def create_batch(body: CreateBatch) -> Any:
     svc = services()
     for index, item in enumerate(body.requests):
         check_max_steps(item, svc.settings.max_steps_ceiling, loc=["requests", index, "max_steps"])
+    tenant = current_tenant()
     agents = svc.store.agents.get_many([item.agent_id for item in body.requests])
     for index, item in enumerate(body.requests):
-        if item.agent_id not in agents:
+        agent = agents.get(item.agent_id)
+        if agent is None or owner_of(agent["created_by_id"]) != tenant:
             raise ApiError(404, f"Agent {item.agent_id!r} (requests[{index}].agent_id) not found.")
     if body.callback_url is not None:
         try:
@@ -65,7 +71,8 @@ def create_batch(body: CreateBatch) -> Any:
     key = request.headers.get("Idempotency-Key") or None
     batch_id, created = svc.store.batches.create(
         requests=body.requests, callback_url=body.callback_url, metadata=body.metadata,
-        completion_window_s=svc.settings.completion_window_s, idempotency_key=key)
+        completion_window_s=svc.settings.completion_window_s, tenant=tenant,
+        idempotency_key=key)
     if created:
         logger.info("Batch %s created with %d requests", batch_id, len(body.requests))
     _ensure_started(batch_id, resend=not created)
@@ -98,14 +105,14 @@ def _ensure_started(batch_id: str, *, resend: bool) -> None:
 @batches.get("", responses={200: BatchJobs, 400: Error}, strict_slashes=False)
 def list_batches(query: PageQuery) -> Any:
     """All batches, any status, newest first by default (a bare JSON array)."""
-    found = services().store.batches.list(after=query.after, before=query.before, limit=query.limit,
-                                          order=query.order)
+    found = services().store.batches.list(tenant=current_tenant(), after=query.after, before=query.before,
+                                          limit=query.limit, order=query.order)
     return jsonify(found)
 
 
 @batches.get("/<batch_id>", responses={200: BatchJob, 404: Error})
 def retrieve_batch(path: BatchPath) -> Any:
-    return jsonify(_batch_or_404(path.batch_id))
+    return jsonify(batch_or_404(path.batch_id))
 
 
 @batches.patch("/<batch_id>/cancel", responses={200: None, 404: Error, 409: Error})
@@ -115,6 +122,7 @@ def cancel_batch(path: BatchPath) -> Any:
     Answers `null`, also when the batch was already cancelled; 409 when it already ended otherwise.
     """
     svc = services()
+    batch_or_404(path.batch_id)
     stopped = svc.store.batches.stop(path.batch_id, status=BatchStatus.CANCELLED)
     if stopped.result == "missing":
         raise not_found("Batch", path.batch_id)
@@ -133,7 +141,7 @@ def cancel_batch(path: BatchPath) -> Any:
 @batches.get("/<batch_id>/messages", responses={200: BatchMessages, 400: Error, 404: Error})
 def list_batch_messages(path: BatchPath, query: BatchMessagesQuery) -> Any:
     """Messages of the batch's requests (inputs and everything their runs produced)."""
-    _batch_or_404(path.batch_id)
+    batch_or_404(path.batch_id)
     found = services().store.messages.page_for_batch(
         path.batch_id, agent_id=query.agent_id, after=query.after, before=query.before, limit=query.limit,
         order=query.order)
@@ -144,7 +152,7 @@ def list_batch_messages(path: BatchPath, query: BatchMessagesQuery) -> Any:
 def list_batch_requests(path: BatchPath, query: BatchRequestsQuery) -> Any:
     """Each request of the batch: status, stop_reason, ttft_ns, total_duration_ns, error (a bare
     JSON array, in submission order by default)."""
-    _batch_or_404(path.batch_id)
+    batch_or_404(path.batch_id)
     if query.status is None:
         return jsonify(services().store.batches.items_page(
             path.batch_id, after=query.after, before=query.before, limit=query.limit, order=query.order))
@@ -179,8 +187,9 @@ def check_max_steps(request: LettaRequest, ceiling: int, *, loc: list[str | int]
         raise invalid_field(loc, f"must be at most {ceiling} (BATCHLINE_MAX_STEPS_CEILING)")
 
 
-def _batch_or_404(batch_id: str) -> dict[str, Any]:
+def batch_or_404(batch_id: str) -> dict[str, Any]:
+    """The caller's batch; another tenant's answers 404 exactly like one that does not exist."""
     batch = services().store.batches.get(batch_id)
-    if batch is None:
+    if batch is None or owner_of(batch["created_by_id"]) != current_tenant():
         raise not_found("Batch", batch_id)
     return batch

@@ -10,6 +10,7 @@ from flask import Response, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from app.api.auth import SECURITY
 from app.api.errors import ApiError
 from app.ids import iso_from_ns
 from app.monitoring import FleetCollector, snapshot
@@ -30,8 +31,10 @@ from app.services import services
 logger = logging.getLogger(__name__)
 
 monitor = APIBlueprint("monitor", __name__, url_prefix="/v1/monitor", abp_tags=[Tag(name="monitor")],
-                       abp_responses={"422": Error, "503": Error, "414": URI_TOO_LONG})
-metrics = APIBlueprint("metrics", __name__, abp_tags=[Tag(name="monitor")], abp_responses={"503": Error})
+                       abp_responses={"401": Error, "414": URI_TOO_LONG, "422": Error, "503": Error},
+                       abp_security=SECURITY)
+metrics = APIBlueprint("metrics", __name__, abp_tags=[Tag(name="monitor")],
+                       abp_responses={"401": Error, "503": Error}, abp_security=SECURITY)
 
 
 def _queues() -> Queues:

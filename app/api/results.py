@@ -11,7 +11,8 @@ import redis
 from flask import Response, stream_with_context
 from flask_openapi3 import APIBlueprint, Tag
 
-from app.api.errors import not_found
+from app.api.auth import SECURITY
+from app.api.batches import batch_or_404
 from app.schemas.batches import BatchPath
 from app.schemas.common import Error
 from app.schemas.responses import URI_TOO_LONG, text_body
@@ -22,7 +23,9 @@ logger = logging.getLogger(__name__)
 NDJSON = "application/x-ndjson"
 
 results = APIBlueprint("results", __name__, url_prefix="/v1/messages/batches",
-                       abp_tags=[Tag(name="batches")], abp_responses={"422": Error, "503": Error, "414": URI_TOO_LONG})
+                       abp_tags=[Tag(name="batches")],
+                       abp_responses={"401": Error, "414": URI_TOO_LONG, "422": Error, "503": Error},
+                       abp_security=SECURITY)
 
 
 @results.get("/<batch_id>/results", responses={200: text_body(NDJSON, "One JSON object a line."), 404: Error})
@@ -33,8 +36,7 @@ def export_results(path: BatchPath) -> Any:
 
     Streamed page by page: the answer starts at once and memory does not grow with the batch."""
     store = services().store
-    if store.batches.status(path.batch_id) is None:
-        raise not_found("Batch", path.batch_id)
+    batch_or_404(path.batch_id)
 
     def lines() -> Iterator[str]:
         try:

@@ -1,5 +1,6 @@
-"""`batchline`: submit, follow and export batches from a terminal, through the REST API only
-(BATCHLINE_URL, default http://127.0.0.1:8283; BATCHLINE_API_KEY sent as a bearer token when set)."""
+"""`batchline`: submit, follow and export batches from a terminal, through the REST API
+(BATCHLINE_URL, default http://127.0.0.1:8283), with the key in BATCHLINE_API_KEY or else the one a
+first start saved in var/api-key. `batchline keys` manages API keys through Redis directly."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
+from app.cli.admin import keys_cli
 from app.cli.client import Api, CliError
 from app.cli.jsonl import name_lines, read_requests
 from app.cli.monitor import monitor_view
@@ -31,6 +33,7 @@ cli = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="Batches of LLM-agent requests on Batchline, from the terminal.")
 agents_cli = typer.Typer(no_args_is_help=True, help="Create and list agents.")
 cli.add_typer(agents_cli, name="agents")
+cli.add_typer(keys_cli, name="keys")
 console = Console()
 errors = Console(stderr=True)
 

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from app.first_key import key_file, read_key_file
+
 #: Where the CLI finds Batchline when BATCHLINE_URL is not set.
 DEFAULT_URL = "http://127.0.0.1:8283"
+#: Where the key file is looked for when BATCHLINE_VAR_DIR is not set (the service's default).
+DEFAULT_VAR_DIR = "var"
 #: How long one API call may take before the CLI gives up on it, in seconds.
 REQUEST_TIMEOUT_S = 60.0
+
+
+def _key_from_file() -> str | None:
+    """The key a first start saved, when BATCHLINE_API_KEY is unset."""
+    return read_key_file(key_file(Path(os.environ.get("BATCHLINE_VAR_DIR") or DEFAULT_VAR_DIR)))
 
 
 class CliError(Exception):
@@ -21,7 +31,7 @@ class CliError(Exception):
 class Api:
     def __init__(self, *, base_url: str | None = None, api_key: str | None = None) -> None:
         self.base_url = (base_url or os.environ.get("BATCHLINE_URL") or DEFAULT_URL).rstrip("/")
-        key = api_key if api_key is not None else os.environ.get("BATCHLINE_API_KEY")
+        key = api_key if api_key is not None else os.environ.get("BATCHLINE_API_KEY") or _key_from_file()
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.http = httpx.Client(base_url=self.base_url, headers=headers, timeout=REQUEST_TIMEOUT_S)
 

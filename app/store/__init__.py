@@ -11,6 +11,7 @@ import logging
 import redis
 
 from app.store.agents import AgentStore
+from app.store.api_keys import ApiKeyStore
 from app.store.batches import BatchStore
 from app.store.callbacks import CallbackStore
 from app.store.messages import MessageStore
@@ -50,6 +51,7 @@ class Store:
         self.client = client
         scripts = Scripts(client=client)
         self.agents = AgentStore(client=client)
+        self.api_keys = ApiKeyStore(client=client)
         self.messages = MessageStore(client=client)
         self.batches = BatchStore(client=client, scripts=scripts)
         self.runs = RunStore(client=client, scripts=scripts)
@@ -91,5 +93,5 @@ class Store:
                            type(exc).__name__)
 
 
-__all__ = ["AgentStore", "BatchStore", "CallbackStore", "MessageStore", "MonitorStore", "ProgressStore", "ResultStore",
-           "RunStore", "SecretStore", "Store", "SweepStore", "UnsafeRedis", "connect"]
+__all__ = ["AgentStore", "ApiKeyStore", "BatchStore", "CallbackStore", "MessageStore", "MonitorStore", "ProgressStore",
+           "ResultStore", "RunStore", "SecretStore", "Store", "SweepStore", "UnsafeRedis", "connect"]

@@ -8,17 +8,18 @@ from typing import Any
 
 import redis
 
-from app.ids import DEFAULT_USER_ID, new_id, now_iso
+from app.ids import new_id, now_iso
 from app.schemas.agents import DEFAULT_SYSTEM_PROMPT, CreateAgent
 from app.store import keys
 from app.store.pagination import Order, page
+from app.tenancy import DEFAULT_TENANT
 
 
 class AgentStore:
     def __init__(self, *, client: redis.Redis) -> None:
         self.client = client
 
-    def create(self, request: CreateAgent) -> dict[str, Any]:
+    def create(self, request: CreateAgent, *, tenant: str = DEFAULT_TENANT) -> dict[str, Any]:
         agent_id = new_id("agent")
         created = now_iso()
         llm_config = request.resolved_llm_config()
@@ -35,7 +36,7 @@ class AgentStore:
             "metadata": request.metadata,
             "created_at": created,
             "updated_at": created,
-            "created_by_id": DEFAULT_USER_ID,
+            "created_by_id": tenant,
         }
         blocks = {
             block.label: json.dumps({
@@ -50,6 +51,7 @@ class AgentStore:
             if blocks:
                 pipe.hset(keys.agent_blocks(agent_id), mapping=blocks)
             pipe.zadd(keys.AGENTS, {agent_id: seq})
+            pipe.zadd(keys.tenant_agents(tenant), {agent_id: seq})
             pipe.execute()
         return self._with_blocks(record, blocks)
 
@@ -79,12 +81,13 @@ class AgentStore:
             raws = pipe.execute()
         return {agent_id: json.loads(raw) for agent_id, raw in zip(ids, raws, strict=True) if raw is not None}
 
-    def list(self, *, after: str | None, before: str | None, limit: int, order: Order,
+    def list(self, *, tenant: str, after: str | None, before: str | None, limit: int, order: Order,
              name: str | None = None) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         cursor_after, cursor_before = after, before
         while len(found) < limit:
-            ids = page(self.client, keys.AGENTS, after=cursor_after, before=cursor_before, limit=limit, order=order)
+            ids = page(self.client, keys.tenant_agents(tenant), after=cursor_after, before=cursor_before,
+                       limit=limit, order=order)
             if not ids:
                 break
             backward = cursor_before is not None and cursor_after is None
@@ -100,13 +103,14 @@ class AgentStore:
                 cursor_after = ids[-1]
         return found[-limit:] if cursor_before is not None and cursor_after is None else found[:limit]
 
-    def delete(self, agent_id: str) -> bool:
+    def delete(self, agent_id: str, *, tenant: str = DEFAULT_TENANT) -> bool:
         """Forget the agent; its messages stay readable through the batches that made them."""
         with self.client.pipeline(transaction=True) as pipe:
             pipe.delete(keys.agent(agent_id), keys.agent_blocks(agent_id), keys.agent_messages(agent_id),
                         keys.agent_pending_approval(agent_id))
             pipe.zrem(keys.AGENTS, agent_id)
-            deleted, _ = pipe.execute()
+            pipe.zrem(keys.tenant_agents(tenant), agent_id)
+            deleted, *_ = pipe.execute()
         return bool(deleted)
 
     @staticmethod

@@ -9,11 +9,12 @@ from typing import Any
 
 import redis
 
-from app.ids import DEFAULT_USER_ID, iso_from_ns, new_id
+from app.ids import iso_from_ns, new_id
 from app.schemas.batches import LettaBatchRequest
 from app.store import keys
 from app.store.pagination import Order, page
 from app.store.scripts import Scripts
+from app.tenancy import DEFAULT_TENANT
 from app.vocabulary import (
     REQUEST_COUNTERS,
     STOPPED_BATCH_STATUSES,
@@ -49,7 +50,7 @@ class BatchStore:
 
     def create(self, *, requests: list[LettaBatchRequest], callback_url: str | None,
                metadata: dict[str, Any] | None, completion_window_s: float,
-               idempotency_key: str | None = None) -> tuple[str, bool]:
+               tenant: str = DEFAULT_TENANT, idempotency_key: str | None = None) -> tuple[str, bool]:
         """Store a batch and its items in one transaction; return (batch id, created).
 
         With an idempotency key already used, nothing is stored and the earlier batch id is returned.
@@ -57,7 +58,7 @@ class BatchStore:
         dies half way leaves neither a key without a batch nor two batches for one key.
         """
         batch_id = new_id("job")
-        key = keys.idempotency(idempotency_key) if idempotency_key is not None else None
+        key = keys.idempotency(tenant, idempotency_key) if idempotency_key is not None else None
         while True:
             with self.client.pipeline(transaction=True) as pipe:
                 try:
@@ -66,14 +67,14 @@ class BatchStore:
                         if (earlier := pipe.get(key)) is not None:
                             return earlier, False
                     self._store(pipe, batch_id, requests=requests, callback_url=callback_url, metadata=metadata,
-                                completion_window_s=completion_window_s, idempotency_key=key)
+                                completion_window_s=completion_window_s, tenant=tenant, idempotency_key=key)
                     return batch_id, True
                 except redis.WatchError:
                     continue  # a concurrent request with the same key won: answer with its batch
 
     def _store(self, pipe: redis.client.Pipeline, batch_id: str, *, requests: list[LettaBatchRequest],
                callback_url: str | None, metadata: dict[str, Any] | None, completion_window_s: float,
-               idempotency_key: str | None) -> None:
+               tenant: str, idempotency_key: str | None) -> None:
         seconds, micros = self.client.time()
         created_us = seconds * 1_000_000 + micros
         agent_ids = {request.agent_id for request in requests}
@@ -84,7 +85,7 @@ class BatchStore:
             "callback_url": callback_url or "",
             "metadata": json.dumps({"job_type": "batch_messages", **(metadata or {})}),
             "expires_us": created_us + int(completion_window_s * 1_000_000),
-            "created_by_id": DEFAULT_USER_ID,
+            "created_by_id": tenant,
             **{counter: 0 for counter in REQUEST_COUNTERS},
         }
         fields["total"] = fields["pending"] = len(requests)
@@ -98,6 +99,7 @@ class BatchStore:
             })
         pipe.zadd(keys.batch_items(batch_id), {item_id: index for index, item_id in enumerate(item_ids)})
         pipe.zadd(keys.BATCHES, {batch_id: seq})
+        pipe.zadd(keys.tenant_batches(tenant), {batch_id: seq})
         pipe.zadd(keys.ACTIVE_BATCHES, {batch_id: seq})
         pipe.zadd(keys.DEADLINES, {batch_id: fields["expires_us"]})
         pipe.hincrby(keys.METRIC_COUNTERS, "batches_created_total", 1)
@@ -126,8 +128,9 @@ class BatchStore:
                 pipe.hget(keys.batch(batch_id), "status")
             return pipe.execute()
 
-    def list(self, *, after: str | None, before: str | None, limit: int, order: Order) -> list[dict[str, Any]]:
-        ids = page(self.client, keys.BATCHES, after=after, before=before, limit=limit, order=order)
+    def list(self, *, tenant: str, after: str | None, before: str | None, limit: int,
+             order: Order) -> list[dict[str, Any]]:
+        ids = page(self.client, keys.tenant_batches(tenant), after=after, before=before, limit=limit, order=order)
         with self.client.pipeline(transaction=False) as pipe:
             for batch_id in ids:
                 pipe.hgetall(keys.batch(batch_id))

@@ -65,8 +65,8 @@ def item(item_id: str) -> str:
     return f"{PREFIX}item:{item_id}"
 
 
-def idempotency(key: str) -> str:
-    return f"{PREFIX}idem:{key}"
+def idempotency(tenant: str, key: str) -> str:
+    return f"{PREFIX}idem:{tenant}:{key}"
 
 
 def agent_pending_approval(agent_id: str) -> str:
@@ -94,3 +94,19 @@ def worker(owner: str) -> str:
 
 def metric_minute(minute: int) -> str:
     return f"{METRIC_MINUTE_PREFIX}{minute}"
+
+#: API keys: SHA-256 hex of the key -> its record (JSON); key id -> hash; key id -> last use.
+API_KEYS_BY_HASH = PREFIX + "apikeys"
+API_KEY_IDS = PREFIX + "apikey_ids"
+API_KEY_LAST_USED = PREFIX + "apikey_last_used"
+#: Held while a process makes the installation's first key.
+API_KEY_BOOTSTRAP = PREFIX + "apikey_bootstrap"
+
+
+def tenant_agents(tenant: str) -> str:
+    """The tenant's agents, ordered like AGENTS (for its lists)."""
+    return f"{PREFIX}tenant:{tenant}:agents"
+
+
+def tenant_batches(tenant: str) -> str:
+    return f"{PREFIX}tenant:{tenant}:batches"

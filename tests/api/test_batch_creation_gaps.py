@@ -43,7 +43,7 @@ def test_given_concurrent_posts_with_one_key_when_they_race_then_one_batch_exist
     store = app.extensions["batchline"].store
     assert len(set(answers)) == 1 and len(answers) == 8
     assert store.client.zcard(keys.BATCHES) == 1
-    assert store.client.get(keys.idempotency("race")) == answers[0]
+    assert store.client.get(keys.idempotency("default", "race")) == answers[0]
 
 
 def test_given_the_start_message_cannot_be_sent_when_posted_then_the_batch_is_kept_for_the_sweep_to_start(

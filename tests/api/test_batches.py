@@ -85,10 +85,8 @@ def test_given_a_body_that_is_not_json_when_posted_then_422_says_so(app, client)
     assert _batch_count(app) == 0
 
 
-def test_given_a_private_callback_target_when_private_targets_are_refused_then_422(settings, agent_id, client):
-    from app import create_app
-
-    strict = create_app(settings.model_copy(update={"callback_allow_private": False})).test_client()
+def test_given_a_private_callback_target_when_private_targets_are_refused_then_422(app, make_app, agent_id, client):
+    strict = make_app(callback_allow_private=False).test_client()
     response = strict.post("/v1/messages/batches", json={
         "requests": [{"agent_id": agent_id, "input": "x"}], "callback_url": "http://127.0.0.1:9/hook"})
     assert response.status_code == 422
@@ -97,10 +95,8 @@ def test_given_a_private_callback_target_when_private_targets_are_refused_then_4
 
 @pytest.mark.parametrize("host", [*NON_PUBLIC_ADDRESSES, *OTHER_SPELLINGS])
 def test_given_a_callback_to_any_non_public_range_when_a_batch_is_posted_then_422_names_callback_url(
-        settings, host):
-    from app import create_app
-
-    strict_app = create_app(settings.model_copy(update={"callback_allow_private": False}))
+        app, make_app, host):
+    strict_app = make_app(callback_allow_private=False)
     strict = strict_app.test_client()
     agent = strict.post("/v1/agents/", json={"model": "simulated/echo"}).get_json()["id"]
     response = strict.post("/v1/messages/batches", json={
@@ -184,10 +180,8 @@ def test_given_a_limit_over_1000_when_listing_then_422(client):
     assert client.get("/v1/messages/batches", query_string={"limit": 1001}).status_code == 422
 
 
-def test_given_a_body_over_the_ceiling_when_posted_then_413(settings):
-    from app import create_app
-
-    small = create_app(settings.model_copy(update={"max_body_bytes": 1000})).test_client()
+def test_given_a_body_over_the_ceiling_when_posted_then_413(app, make_app):
+    small = make_app(max_body_bytes=1000).test_client()
     response = small.post("/v1/messages/batches", data=b"x" * 2000, content_type="application/json")
     assert response.status_code == 413
     assert response.get_json() == {"detail": "Request body too large: the limit is 1000 bytes."}

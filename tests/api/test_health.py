@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from app import create_app
 from app.embedded_redis import free_port
 
 
@@ -11,8 +10,8 @@ def test_given_redis_up_when_probed_then_both_probes_answer_200(client):
     assert client.get("/readyz").get_json() == {"status": "ready"}
 
 
-def test_given_redis_down_when_probed_then_readyz_is_503_and_api_calls_are_503_not_500(settings):
-    down = create_app(settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})).test_client()
+def test_given_redis_down_when_probed_then_readyz_is_503_and_api_calls_are_503_not_500(app, make_app):
+    down = make_app(redis_url=f"redis://127.0.0.1:{free_port()}/0").test_client()
     assert down.get("/healthz").status_code == 200
     ready = down.get("/readyz")
     assert ready.status_code == 503 and "Redis" in ready.get_json()["detail"]

@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from app import create_app
 from app.api.body_guard import MAX_JSON_DEPTH, json_depth
 from app.store import keys
 
@@ -129,8 +128,8 @@ def test_given_an_accepted_body_with_escapes_and_a_surrogate_pair_when_posted_th
     assert response.status_code == 200 and response.get_json()["metadata"]["note"] == text
 
 
-def test_given_a_body_over_the_size_limit_when_posted_then_413_states_the_limit(settings):
-    small = create_app(settings.model_copy(update={"max_body_bytes": 2 * 1024 * 1024})).test_client()
+def test_given_a_body_over_the_size_limit_when_posted_then_413_states_the_limit(app, make_app):
+    small = make_app(max_body_bytes=2 * 1024 * 1024).test_client()
     response = small.post("/v1/messages/batches", data=b"x" * (2 * 1024 * 1024 + 1), content_type="application/json")
     assert response.status_code == 413
     assert response.get_json() == {"detail": "Request body too large: the limit is 2097152 bytes (2 MiB)."}

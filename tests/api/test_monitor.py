@@ -7,7 +7,6 @@ import time
 
 from dramatiq.brokers.redis import RedisBroker
 
-from app import create_app
 from app.embedded_redis import free_port
 from app.schemas.monitor import DeadLetters, Monitor
 
@@ -83,8 +82,8 @@ def test_given_the_app_when_the_openapi_document_is_fetched_then_it_describes_th
     assert "post" in paths["/v1/monitor/dead-letters/requeue"]
 
 
-def test_given_redis_down_when_the_monitor_or_metrics_are_read_then_they_are_503_not_500(settings):
-    down = create_app(settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})).test_client()
+def test_given_redis_down_when_the_monitor_or_metrics_are_read_then_they_are_503_not_500(app, make_app):
+    down = make_app(redis_url=f"redis://127.0.0.1:{free_port()}/0").test_client()
     for path in ("/v1/monitor", "/metrics", "/v1/monitor/dead-letters"):
         response = down.get(path)
         assert response.status_code == 503 and "Redis" in response.get_json()["detail"], path

@@ -27,9 +27,20 @@ class Service:
     logs: Path
     stack: ExitStack
 
-    def client(self) -> Letta:
+    @property
+    def api_key(self) -> str:
+        """The default tenant's key, which the web process made at its first start."""
+        return (Path(self.env["BATCHLINE_VAR_DIR"]) / "api-key").read_text().strip()
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """Headers for a raw HTTP call as the default tenant."""
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    def client(self, api_key: str | None = None) -> Letta:
         # strict: a response whose shape differs from the SDK's models fails instead of passing
-        return Letta(base_url=self.base_url, max_retries=0, _strict_response_validation=True)
+        return Letta(base_url=self.base_url, api_key=api_key or self.api_key, max_retries=0,
+                     _strict_response_validation=True)
 
     def add_worker(self, *, processes: int = 1, threads: int = 8, name: str = "worker2") -> Any:
         return self.stack.enter_context(

@@ -44,7 +44,7 @@ def test_given_streams_held_for_30s_when_the_batch_is_cancelled_then_it_is_cance
         assert wait_until(lambda: client.batches.retrieve(batch.id).request_counts["cancelled"] == 20, timeout_s=5)
         final = client.batches.retrieve(batch.id)
         assert final.request_counts["running"] == 0 and final.request_counts["succeeded"] == 0
-        items = httpx.get(f"{service.base_url}/v1/messages/batches/{batch.id}/requests").json()
+        items = httpx.get(f"{service.base_url}/v1/messages/batches/{batch.id}/requests", headers=service.auth).json()
         assert {(item["status"], item["stop_reason"]) for item in items} == {("cancelled", "cancelled")}
 
         calls = receiver.wait_for(1, timeout_s=10)

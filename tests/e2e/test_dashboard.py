@@ -55,12 +55,13 @@ def test_given_the_dashboard_open_when_a_batch_runs_and_another_is_cancelled_by_
         client = service.client()
         page, requested, problems = _open(browser, f"{service.base_url}/dashboard", DESKTOP)
         expect(page.locator("#updated")).to_contain_text("updated", timeout=SEE_MS)
-        monitor_missing = httpx.get(f"{service.base_url}/v1/monitor").status_code == 404
+        monitor_missing = httpx.get(f"{service.base_url}/v1/monitor", headers=service.auth).status_code == 404
         expect(page.locator("#monitor-note")).to_be_visible(visible=monitor_missing)
 
         agent = _openai_agent(client, quick)
         # metadata is client-controlled text the page must draw as text (the SDK's create has no metadata)
-        watched = client.batches.retrieve(httpx.post(f"{service.base_url}/v1/messages/batches", json={
+        watched = client.batches.retrieve(httpx.post(f"{service.base_url}/v1/messages/batches", headers=service.auth,
+                                                     json={
             "requests": [{"agent_id": agent.id, "input": f"q{i}"} for i in range(6)],
             "metadata": {"label": HOSTILE}}).json()["id"])
         running = page.locator(f'#running li[data-batch-id="{watched.id}"]')

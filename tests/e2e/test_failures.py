@@ -17,7 +17,8 @@ from tests.support.receiver import CallbackReceiver
 
 
 def _items(service, batch_id):
-    return httpx.get(f"{service.base_url}/v1/messages/batches/{batch_id}/requests", params={"limit": 1000}).json()
+    return httpx.get(f"{service.base_url}/v1/messages/batches/{batch_id}/requests", headers=service.auth,
+                     params={"limit": 1000}).json()
 
 
 def test_given_a_provider_that_keeps_answering_429_when_the_batch_runs_then_items_end_llm_api_error_and_it_fails(

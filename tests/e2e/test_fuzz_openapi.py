@@ -29,6 +29,8 @@ from tests.e2e.conftest import Service
 #: Generated requests per operation and generation mode (valid, invalid), and per path variant
 #: (the seeded objects' ids, generated ids): 2 to 5 runs an operation, under a minute in all on 2 cores.
 EXAMPLES_PER_OPERATION = 25
+#: The same without an API key, where every answer is the same 401.
+EXAMPLES_WITHOUT_A_KEY = 8
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 #: Methods that destroy what the fixture seeded: they run last, so the others see live objects.
 DESTRUCTIVE = ("DELETE", "PATCH")
@@ -69,9 +71,9 @@ def _with_real_agent(agent_id: str) -> Callable[[Any], Any]:
     return rewrite
 
 
-def _fuzz(strategy: st.SearchStrategy, *, headers: dict[str, str], checks: list) -> None:
+def _fuzz(strategy: st.SearchStrategy, *, headers: dict[str, str], checks: list, examples: int) -> None:
     @given(case=strategy)
-    @settings(max_examples=EXAMPLES_PER_OPERATION, derandomize=True, deadline=None, database=None,
+    @settings(max_examples=examples, derandomize=True, deadline=None, database=None,
               phases=[Phase.explicit, Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck),
               print_blob=True)
     def run(case: Any) -> None:
@@ -93,8 +95,8 @@ def _variants(operation: Any, seeded: dict[str, str] | None) -> list[tuple[Gener
     return found
 
 
-def _run_all(service: Service, *, headers: dict[str, str], checks: list, seeded: dict[str, str] | None
-             ) -> list[str]:
+def _run_all(service: Service, *, headers: dict[str, str], checks: list, seeded: dict[str, str] | None,
+             examples: int = EXAMPLES_PER_OPERATION) -> list[str]:
     """Fuzzes every operation of the served document; returns one report per failed run."""
     schema = schemathesis.openapi.from_url(f"{service.base_url}/docs/openapi.json", headers=headers)
     schema.config.base_url = service.base_url
@@ -112,7 +114,7 @@ def _run_all(service: Service, *, headers: dict[str, str], checks: list, seeded:
             if seeded is not None and mode is GenerationMode.POSITIVE:
                 strategy = strategy.map(_with_real_agent(seeded["agent_id"]))
             try:
-                _fuzz(strategy, headers=headers, checks=checks)
+                _fuzz(strategy, headers=headers, checks=checks, examples=examples)
             except Unsatisfiable:
                 assert mode is GenerationMode.NEGATIVE, operation.label  # nothing there to make invalid
             except (Exception, BaseExceptionGroup) as exc:  # every run goes on; all failures are reported
@@ -121,14 +123,33 @@ def _run_all(service: Service, *, headers: dict[str, str], checks: list, seeded:
     return failures
 
 
-def _auth_headers(service: Service) -> dict[str, str]:
-    key = getattr(service, "api_key", None)
-    return {"Authorization": f"Bearer {key}"} if key else {}
+#: Paths that answer a caller without a key (the rest answer 401).
+OPEN_PATHS = ("/", "/healthz", "/readyz")
 
 
-def test_given_the_served_openapi_document_when_every_route_is_fuzzed_then_no_5xx_and_every_answer_is_documented(
+def only_401_without_a_key(ctx: Any, response: Any, case: Any) -> bool | None:
+    """Without a key, every protected route answers 401 with a Bearer challenge, whatever was sent
+    (bar a URL too long for gunicorn, which refuses it before the app sees it)."""
+    if case.path in OPEN_PATHS or response.status_code == 414:
+        return None
+    assert response.status_code == 401, f"{case.method} {case.path} answered {response.status_code} without a key"
+    assert response.headers["www-authenticate"][0].startswith("Bearer")
+    return True
+
+
+def test_given_the_served_openapi_document_when_every_route_is_fuzzed_with_a_key_then_no_5xx_and_all_documented(
         start_service):
     service = start_service(BATCHLINE_LLM_MAX_ATTEMPTS="1")
-    headers = _auth_headers(service)
-    failures = _run_all(service, headers=headers, checks=CHECKS, seeded=_seed(service, headers))
+    failures = _run_all(service, headers=service.auth, checks=CHECKS, seeded=_seed(service, service.auth))
     assert not failures, "\n\n".join(failures)
+
+
+def test_given_the_served_openapi_document_when_every_route_is_fuzzed_without_a_key_then_only_401s(start_service):
+    service = start_service(workers=False)
+    seeded = _seed(service, service.auth)
+    failures = _run_all(service, headers={}, checks=[*CHECKS, only_401_without_a_key], seeded=seeded,
+                        examples=EXAMPLES_WITHOUT_A_KEY)
+    assert not failures, "\n\n".join(failures)
+    with httpx.Client(base_url=service.base_url, headers=service.auth) as http:  # nothing was changed
+        assert http.get(f"/v1/agents/{seeded['agent_id']}").status_code == 200
+        assert http.get(f"/v1/messages/batches/{seeded['batch_id']}").json()["status"] == "running"

@@ -13,7 +13,8 @@ from tests.api.test_hostile_bodies import AGENT, HOSTILE
 
 @pytest.fixture(scope="module")
 def web(shared_service):
-    agent_id = httpx.post(f"{shared_service.base_url}/v1/agents/", json={"model": "simulated/echo"}).json()["id"]
+    agent_id = httpx.post(f"{shared_service.base_url}/v1/agents/", headers=shared_service.auth,
+                          json={"model": "simulated/echo"}).json()["id"]
     return shared_service, agent_id
 
 
@@ -24,7 +25,7 @@ def test_given_a_hostile_body_over_http_when_a_batch_is_posted_then_a_clear_4xx_
     service, agent_id = web
     store = redis.Redis.from_url(service.env["REDIS_URL"])
     before = store.zcard("bl:batches")
-    headers = {"Content-Type": content_type} if content_type else {}
+    headers = {**service.auth, **({"Content-Type": content_type} if content_type else {})}
     response = httpx.post(f"{service.base_url}/v1/messages/batches", content=body.replace(AGENT.encode(),
                           agent_id.encode()), headers=headers, timeout=30)
     assert response.status_code == status, response.text[:300]
@@ -36,6 +37,6 @@ def test_given_a_hostile_body_over_http_when_a_batch_is_posted_then_a_clear_4xx_
 def test_given_a_body_over_the_ceiling_over_http_when_posted_then_413_states_the_limit(start_service):
     service = start_service(workers=False, BATCHLINE_MAX_BODY_BYTES=str(1024 * 1024))
     response = httpx.post(f"{service.base_url}/v1/messages/batches", content=b"x" * (1024 * 1024 + 1),
-                          headers={"Content-Type": "application/json"}, timeout=30)
+                          headers={**service.auth, "Content-Type": "application/json"}, timeout=30)
     assert response.status_code == 413
     assert response.json() == {"detail": "Request body too large: the limit is 1048576 bytes (1 MiB)."}

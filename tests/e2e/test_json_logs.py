@@ -58,8 +58,9 @@ def test_given_json_log_format_when_batches_run_fail_and_are_cancelled_then_ever
             assert model.wait_for_open_streams(1, timeout_s=20)
             client.batches.cancel(held.id)
             assert wait_until(lambda: client.batches.retrieve(held.id).request_counts["running"] == 0, timeout_s=20)
-            assert httpx.get(f"{service.base_url}/v1/messages/batches/{batch.id}/results").status_code == 200
-            refused = [item for item in httpx.get(f"{service.base_url}/v1/messages/batches/{batch.id}/requests").json()
+            batch_url = f"{service.base_url}/v1/messages/batches/{batch.id}"
+            assert httpx.get(f"{batch_url}/results", headers=service.auth).status_code == 200
+            refused = [item for item in httpx.get(f"{batch_url}/requests", headers=service.auth).json()
                        if item["status"] == "errored"]
             # a dramatiq process killed: the supervisor's line about it is JSON too
             dramatiq_main = int(Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()[0])

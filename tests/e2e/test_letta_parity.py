@@ -36,9 +36,16 @@ def base_url(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield stack.enter_context(web_process(env, port=free_port(), log=logs / "web.log"))
 
 
+@pytest.fixture(scope="module")
+def auth(base_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    key_file = next(tmp_path_factory.getbasetemp().glob("parity*/var/api-key"))
+    return {"Authorization": f"Bearer {key_file.read_text().strip()}"}
+
+
 @pytest.fixture
-def client(base_url: str) -> Letta:
-    return Letta(base_url=base_url, max_retries=0, _strict_response_validation=True)
+def client(base_url: str, auth: dict[str, str]) -> Letta:
+    return Letta(base_url=base_url, api_key=auth["Authorization"].removeprefix("Bearer "), max_retries=0,
+                 _strict_response_validation=True)
 
 
 @pytest.fixture
@@ -67,12 +74,12 @@ def test_given_stored_objects_when_every_list_route_is_asked_for_limit_zero_then
 
 
 def test_given_max_steps_of_zero_or_below_when_a_batch_runs_then_no_model_call_and_the_requests_end_with_max_steps(
-        client, base_url, model):
+        client, base_url, auth, model):
     agent = _agent(client, model)
     batch = client.batches.create(requests=[{"agent_id": agent.id, "input": "a", "max_steps": 0},
                                             {"agent_id": agent.id, "input": "b", "max_steps": -3}])
     assert wait_for_status(client, batch.id, timeout_s=30).status == "completed"
-    items = httpx.get(f"{base_url}/v1/messages/batches/{batch.id}/requests").json()
+    items = httpx.get(f"{base_url}/v1/messages/batches/{batch.id}/requests", headers=auth).json()
     assert [(item["status"], item["stop_reason"]) for item in items] == [("succeeded", "max_steps")] * 2
     assert model.requests == []
 

@@ -18,20 +18,22 @@ BOUND_BYTES = int(BUDGET_MB * 1.25) * MB
 
 
 def _agent(service, model: FakeOpenAIServer, *, context_window: int) -> str:
-    return httpx.post(f"{service.base_url}/v1/agents/", json={
+    return httpx.post(f"{service.base_url}/v1/agents/", headers=service.auth, json={
         "model": "openai/gpt-4o-mini", "llm_config": {"model": "gpt-4o-mini", "model_endpoint_type": "openai",
                                                       "model_endpoint": model.base_url,
                                                       "context_window": context_window}}).json()["id"]
 
 
 def _batch(service, requests: list[dict], *, timeout_s: float) -> dict:
-    created = httpx.post(f"{service.base_url}/v1/messages/batches", json={"requests": requests}, timeout=120)
+    created = httpx.post(f"{service.base_url}/v1/messages/batches", headers=service.auth,
+                         json={"requests": requests}, timeout=120)
     assert created.status_code == 200, created.text
     return wait_for_status(service.client(), created.json()["id"], timeout_s=timeout_s)
 
 
 def _items(service, batch_id: str) -> list[dict]:
-    return httpx.get(f"{service.base_url}/v1/messages/batches/{batch_id}/requests", params={"limit": 1000}).json()
+    return httpx.get(f"{service.base_url}/v1/messages/batches/{batch_id}/requests", headers=service.auth,
+                     params={"limit": 1000}).json()
 
 
 def test_given_a_5mb_message_in_history_when_500_requests_run_then_workers_stay_bounded_and_the_batch_ends(

@@ -22,7 +22,7 @@ IDLE = {"ready": 0, "delayed": 0, "in_flight": 0, "dead": 0}
 
 
 def _monitor(service) -> dict:
-    response = httpx.get(f"{service.base_url}/v1/monitor")
+    response = httpx.get(f"{service.base_url}/v1/monitor", headers=service.auth)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -109,16 +109,18 @@ def test_given_dead_letters_when_one_is_requeued_and_one_discarded_then_the_requ
         _dead_letter_start(redis_url, dropped.id)
         assert _queues(service)["batches"] == {"ready": 0, "delayed": 0, "in_flight": 0, "dead": 2, "latency_s": None}
 
-        letters = httpx.get(f"{service.base_url}/v1/monitor/dead-letters", params={"queue": "batches"}).json()
+        letters = httpx.get(f"{service.base_url}/v1/monitor/dead-letters", headers=service.auth,
+                            params={"queue": "batches"}).json()
         by_batch = {letter["batch_id"]: letter for letter in letters["dead_letters"]}
         assert set(by_batch) == {kept.id, dropped.id}
         assert by_batch[kept.id]["actor"] == "start_batch" and by_batch[kept.id]["args"] == [kept.id]
 
-        requeue = httpx.post(f"{service.base_url}/v1/monitor/dead-letters/{by_batch[kept.id]['id']}/requeue")
+        letters_url = f"{service.base_url}/v1/monitor/dead-letters"
+        requeue = httpx.post(f"{letters_url}/{by_batch[kept.id]['id']}/requeue", headers=service.auth)
         assert requeue.status_code == 200 and requeue.json() == {"requeued": [by_batch[kept.id]["id"]]}
-        discard = httpx.delete(f"{service.base_url}/v1/monitor/dead-letters/{by_batch[dropped.id]['id']}")
+        discard = httpx.delete(f"{letters_url}/{by_batch[dropped.id]['id']}", headers=service.auth)
         assert discard.status_code == 200 and discard.json() == {"discarded": [by_batch[dropped.id]["id"]]}
-        again = httpx.delete(f"{service.base_url}/v1/monitor/dead-letters/{by_batch[dropped.id]['id']}")
+        again = httpx.delete(f"{letters_url}/{by_batch[dropped.id]['id']}", headers=service.auth)
         assert again.status_code == 404 and "No dead letter" in again.json()["detail"]
         assert _queues(service)["batches"]["dead"] == 0 and _queues(service)["batches"]["ready"] == 1
 
@@ -128,7 +130,7 @@ def test_given_dead_letters_when_one_is_requeued_and_one_discarded_then_the_requ
 
 
 def _scrape(service) -> dict[str, dict[tuple, float]]:
-    response = httpx.get(f"{service.base_url}/metrics")
+    response = httpx.get(f"{service.base_url}/metrics", headers=service.auth)
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     samples: dict[str, dict[tuple, float]] = {}
     for family in text_string_to_metric_families(response.text):

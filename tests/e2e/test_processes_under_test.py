@@ -19,7 +19,8 @@ def test_given_a_dotenv_in_the_test_directory_when_the_service_runs_then_web_and
                                        "OPENAI_API_KEY=sk-from-the-test-dotenv\n")
         service = start_service()
 
-        too_big = httpx.post(f"{service.base_url}/v1/agents/", json={"name": "x" * 5000, "model": "simulated/echo"})
+        too_big = httpx.post(f"{service.base_url}/v1/agents/", headers=service.auth,
+                             json={"name": "x" * 5000, "model": "simulated/echo"})
         assert too_big.status_code == 413
 
         client = service.client()

@@ -83,14 +83,22 @@ def test_given_batchline_port_and_no_redis_url_when_the_readme_command_runs_then
     base = f"http://127.0.0.1:{port}"
     process = start_quick_start(tmp_path, var_dir, port, log)
     try:
+        # zero configuration: the first start made a key, saved for the owner only and shown once
+        key_file = var_dir / "api-key"
+        key = key_file.read_text().strip()
+        assert key.startswith("bl_") and key_file.stat().st_mode & 0o777 == 0o600
+        assert log.read_text().count(key) == 1
+        auth = {"Authorization": f"Bearer {key}"}
+        assert httpx.get(f"{base}/v1/agents/").status_code == 401
         redis_port = embedded_redis_port(var_dir)
-        agent = httpx.post(f"{base}/v1/agents/", json={"name": "keeper", "model": "simulated/echo"}).json()
+        agent = httpx.post(f"{base}/v1/agents/", headers=auth,
+                           json={"name": "keeper", "model": "simulated/echo"}).json()
         # the answer came from this service: the agent is in its own embedded Redis
         assert any(redis.Redis(port=redis_port).scan_iter(match=f"*{agent['id']}*"))
-        batch = httpx.post(f"{base}/v1/messages/batches",
+        batch = httpx.post(f"{base}/v1/messages/batches", headers=auth,
                            json={"requests": [{"agent_id": agent["id"], "input": f"hi {i}"} for i in range(5)]}).json()
         deadline = time.monotonic() + 30
-        while httpx.get(f"{base}/v1/messages/batches/{batch['id']}").json()["status"] != "completed":
+        while httpx.get(f"{base}/v1/messages/batches/{batch['id']}", headers=auth).json()["status"] != "completed":
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.2)
     finally:
@@ -104,10 +112,12 @@ def test_given_batchline_port_and_no_redis_url_when_the_readme_command_runs_then
 
     process = start_quick_start(tmp_path, var_dir, port, log)
     try:
-        assert httpx.get(f"{base}/v1/agents/{agent['id']}").json()["name"] == "keeper"
-        again = httpx.get(f"{base}/v1/messages/batches/{batch['id']}").json()
+        # the second start reuses the key: same file, still valid, not shown again
+        assert key_file.read_text().strip() == key and log.read_text().count(key) == 1
+        assert httpx.get(f"{base}/v1/agents/{agent['id']}", headers=auth).json()["name"] == "keeper"
+        again = httpx.get(f"{base}/v1/messages/batches/{batch['id']}", headers=auth).json()
         assert again["status"] == "completed" and again["request_counts"]["succeeded"] == 5
-        messages = httpx.get(f"{base}/v1/messages/batches/{batch['id']}/messages").json()["messages"]
+        messages = httpx.get(f"{base}/v1/messages/batches/{batch['id']}/messages", headers=auth).json()["messages"]
         assert len(messages) == 10
     finally:
         stop(process, sig=signal.SIGINT)

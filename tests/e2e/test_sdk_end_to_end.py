@@ -74,7 +74,7 @@ def test_given_an_openai_agent_when_a_batch_runs_then_the_sdk_sees_it_complete_w
         assert "The user is called Sam." in model.requests[0]["messages"][0]["content"]
 
         # per-request view: timings of every item
-        items = httpx.get(f"{service.base_url}/v1/messages/batches/{batch.id}/requests",
+        items = httpx.get(f"{service.base_url}/v1/messages/batches/{batch.id}/requests", headers=service.auth,
                           params={"limit": 1000}).json()
         assert len(items) == REQUESTS
         for item in items:
@@ -111,7 +111,8 @@ def test_given_image_content_parts_when_the_sdk_creates_batches_then_the_model_r
         start_service):
     with FakeOpenAIServer() as model:
         service = start_service()
-        client = Letta(base_url=service.base_url, max_retries=0, _strict_response_validation=True)
+        client = Letta(base_url=service.base_url, api_key=service.api_key, max_retries=0,
+                       _strict_response_validation=True)
         agent = _openai_agent(client, model)
         first = client.batches.create(requests=[{"agent_id": agent.id, "messages": [{"role": "user", "content": [
             {"type": "text", "text": "What is this?"},

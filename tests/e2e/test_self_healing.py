@@ -48,8 +48,9 @@ def test_given_redis_killed_and_restarted_mid_batch_when_it_returns_then_the_bat
         answers = Counter()
         down_until = time.monotonic() + 2.0
         while time.monotonic() < down_until:
-            for response in (httpx.get(f"{service.base_url}/v1/messages/batches/{batch.id}", timeout=5),
-                             httpx.post(f"{service.base_url}/v1/messages/batches", timeout=5,
+            for response in (httpx.get(f"{service.base_url}/v1/messages/batches/{batch.id}", headers=service.auth,
+                                       timeout=5),
+                             httpx.post(f"{service.base_url}/v1/messages/batches", headers=service.auth, timeout=5,
                                         json={"requests": [{"agent_id": agent.id, "input": "during"}]})):
                 answers[response.status_code] += 1
                 assert response.status_code == 503, response.text

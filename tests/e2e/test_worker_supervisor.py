@@ -83,9 +83,10 @@ def test_given_the_procfile_under_honcho_when_a_worker_child_is_killed_then_it_i
         assert wait_until(lambda: len(worker_children(process.pid)) == 2
                           and log.read_text().count("Worker process is ready") == 2, timeout_s=60), log.read_text()
         before = worker_children(process.pid)
-        agent = httpx.post(f"{base}/v1/agents/", json={"model": "simulated/echo"}).json()
+        auth = {"Authorization": f"Bearer {(var_dir / 'api-key').read_text().strip()}"}
+        agent = httpx.post(f"{base}/v1/agents/", headers=auth, json={"model": "simulated/echo"}).json()
         requests = [{"agent_id": agent["id"], "input": f"hello {i}"} for i in range(20)]
-        batch = httpx.post(f"{base}/v1/messages/batches", json={"requests": requests}).json()
+        batch = httpx.post(f"{base}/v1/messages/batches", headers=auth, json={"requests": requests}).json()
         store = redis.Redis(port=embedded_redis_port(var_dir), decode_responses=True)
 
         def owners() -> set[int]:
@@ -105,7 +106,8 @@ def test_given_the_procfile_under_honcho_when_a_worker_child_is_killed_then_it_i
                 log.read_text()[-3000:]
 
             def finished() -> bool:
-                return httpx.get(f"{base}/v1/messages/batches/{batch['id']}").json()["status"] == "completed"
+                batch_now = httpx.get(f"{base}/v1/messages/batches/{batch['id']}", headers=auth).json()
+                return batch_now["status"] == "completed"
 
             assert wait_until(finished, timeout_s=90, interval_s=0.2), log.read_text()[-3000:]
         assert poller.failures == [] and poller.answers > 20
@@ -113,9 +115,10 @@ def test_given_the_procfile_under_honcho_when_a_worker_child_is_killed_then_it_i
         now = worker_children(process.pid)
         assert len(now) == 2 and victim not in now
 
-        done = httpx.get(f"{base}/v1/messages/batches/{batch['id']}").json()
+        done = httpx.get(f"{base}/v1/messages/batches/{batch['id']}", headers=auth).json()
         assert done["request_counts"]["succeeded"] == 20
-        messages = httpx.get(f"{base}/v1/messages/batches/{batch['id']}/messages", params={"limit": 1000}).json()
+        messages = httpx.get(f"{base}/v1/messages/batches/{batch['id']}/messages", headers=auth,
+                             params={"limit": 1000}).json()
         per_item = Counter((m["batch_item_id"], m["role"]) for m in messages["messages"])
         assert len(per_item) == 40 and set(per_item.values()) == {1}
         assert log.read_text().count("without being asked to stop") == 1

@@ -36,7 +36,8 @@ class Scenario:
         return done, self.items(batch.id), self.messages(batch.id)
 
     def items(self, batch_id: str) -> list[dict[str, Any]]:
-        return httpx.get(f"{self.service.base_url}/v1/messages/batches/{batch_id}/requests").json()
+        return httpx.get(f"{self.service.base_url}/v1/messages/batches/{batch_id}/requests",
+                         headers=self.service.auth).json()
 
     def messages(self, batch_id: str) -> list[Any]:
         return list(self.client.batches.messages.list(batch_id, order="asc"))

@@ -1,0 +1,74 @@
+"""Zero configuration stays safe: the first web process to start on an installation without API
+keys makes one for the default tenant, prints it once and saves it to `<var>/api-key` (mode
+0600), where the CLI and the README's SDK example read it. A later start, or a Redis emptied
+under an existing key file, reuses the file's key."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import redis
+
+from app.store import Store
+from app.store.api_keys import looks_like_key
+from app.tenancy import DEFAULT_TENANT
+
+logger = logging.getLogger(__name__)
+
+#: The key file's name under the var directory.
+KEY_FILE_NAME = "api-key"
+#: How long one process may hold the right to make the first key.
+BOOTSTRAP_LEASE_S = 30.0
+
+
+def key_file(var_dir: Path) -> Path:
+    return Path(var_dir) / KEY_FILE_NAME
+
+
+def read_key_file(path: Path) -> str | None:
+    try:
+        text = path.read_text().strip()
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        return None
+    return text if looks_like_key(text) else None
+
+
+def ensure_first_key(store: Store, *, var_dir: Path) -> None:
+    try:
+        _ensure(store, key_file(var_dir))
+    except redis.RedisError as exc:
+        logger.warning("Could not check for API keys at start (%s); if none exists yet, restart once Redis is up "
+                       "or run `batchline keys create`.", type(exc).__name__)
+
+
+def _ensure(store: Store, path: Path) -> None:
+    keys = store.api_keys
+    if keys.count() or not keys.claim_bootstrap(owner=str(os.getpid()), ttl_s=BOOTSTRAP_LEASE_S):
+        return
+    try:
+        if keys.count():
+            return
+        existing = read_key_file(path)
+        if existing is not None:
+            record, _ = keys.create(tenant=DEFAULT_TENANT, name="first-start", secret=existing)
+            logger.info("Registered the API key in %s for tenant %s (key id %s)", path, DEFAULT_TENANT, record.id)
+            return
+        record, secret = keys.create(tenant=DEFAULT_TENANT, name="first-start")
+        _write_private(path, secret)
+        # The one time this key is shown; it goes to stdout (the terminal), not through logging.
+        print(f"Batchline made an API key for tenant '{DEFAULT_TENANT}' (key id {record.id}), saved to {path} "
+              f"(mode 0600):\n{secret}", flush=True)
+    finally:
+        keys.release_bootstrap()
+
+
+def _write_private(path: Path, secret: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.unlink(missing_ok=True)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(secret + "\n")
+    os.replace(temporary, path)

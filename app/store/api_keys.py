@@ -1,0 +1,114 @@
+"""API keys: only their SHA-256 hashes are stored. A key maps to one tenant; a tenant may hold
+several keys, each revocable on its own."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass
+
+import redis
+
+from app.ids import now_iso
+from app.store import keys
+from app.tenancy import check_tenant
+
+#: Every key starts with this, so that a leaked one is recognisable (secret scanners, logs).
+KEY_PREFIX = "bl_"
+#: Random bytes in a key (256 bits).
+KEY_BYTES = 32
+#: A key's "last used" time is written at most this often per process (a write per request
+#: would double the Redis traffic of a busy client).
+LAST_USED_RESOLUTION_S = 60.0
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    name: str
+    tenant: str
+    created_at: str
+    last_used_at: str | None = None
+
+
+def key_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def looks_like_key(secret: str) -> bool:
+    return secret.startswith(KEY_PREFIX) and 16 < len(secret) < 200 and secret.isascii() and secret.isprintable()
+
+
+class ApiKeyStore:
+    def __init__(self, *, client: redis.Redis) -> None:
+        self.client = client
+        self._touched: dict[str, float] = {}
+
+    def create(self, *, tenant: str, name: str, secret: str | None = None) -> tuple[ApiKey, str]:
+        """A new key for `tenant`: (its record, the key itself, shown to the caller once).
+        `secret` registers a key made elsewhere (the key file of a first start)."""
+        secret = secret or KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
+        record = ApiKey(id="key_" + secrets.token_hex(8), name=name, tenant=check_tenant(tenant),
+                        created_at=now_iso())
+        digest = key_hash(secret)
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.API_KEYS_BY_HASH, digest, json.dumps(asdict(record)))
+            pipe.hset(keys.API_KEY_IDS, record.id, digest)
+            pipe.execute()
+        return record, secret
+
+    def authenticate(self, secret: str) -> ApiKey | None:
+        """The key's record, or None for an unknown or revoked key. The lookup is by hash, so the
+        stored value never meets the presented one in a comparison that could leak its prefix."""
+        if not looks_like_key(secret):
+            return None
+        digest = key_hash(secret)
+        raw = self.client.hget(keys.API_KEYS_BY_HASH, digest)
+        if raw is None:
+            return None
+        record = ApiKey(**json.loads(raw))
+        if not hmac.compare_digest(self.client.hget(keys.API_KEY_IDS, record.id) or "", digest):
+            return None  # revoked between the two reads
+        self._touch(record.id)
+        return record
+
+    def _touch(self, key_id: str) -> None:
+        now = time.monotonic()
+        if now - self._touched.get(key_id, -LAST_USED_RESOLUTION_S) >= LAST_USED_RESOLUTION_S:
+            self._touched[key_id] = now
+            self.client.hset(keys.API_KEY_LAST_USED, key_id, now_iso())
+
+    def list(self) -> list[ApiKey]:
+        digests = self.client.hgetall(keys.API_KEY_IDS)
+        if not digests:
+            return []
+        records = self.client.hmget(keys.API_KEYS_BY_HASH, list(digests.values()))
+        used = self.client.hgetall(keys.API_KEY_LAST_USED)
+        found = [ApiKey(**{**json.loads(raw), "last_used_at": used.get(key_id)})
+                 for key_id, raw in zip(digests, records, strict=True) if raw is not None]
+        return sorted(found, key=lambda key: key.created_at)
+
+    def revoke(self, key_id: str) -> bool:
+        """Forget the key: the next call that presents it gets 401."""
+        digest = self.client.hget(keys.API_KEY_IDS, key_id)
+        if digest is None:
+            return False
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hdel(keys.API_KEYS_BY_HASH, digest)
+            pipe.hdel(keys.API_KEY_IDS, key_id)
+            pipe.hdel(keys.API_KEY_LAST_USED, key_id)
+            pipe.execute()
+        return True
+
+    def count(self) -> int:
+        return self.client.hlen(keys.API_KEY_IDS)
+
+    def claim_bootstrap(self, *, owner: str, ttl_s: float) -> bool:
+        """One process at a time makes the first key (two web workers start together)."""
+        return bool(self.client.set(keys.API_KEY_BOOTSTRAP, owner, nx=True, px=int(ttl_s * 1000)))
+
+    def release_bootstrap(self) -> None:
+        self.client.delete(keys.API_KEY_BOOTSTRAP)
