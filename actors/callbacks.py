@@ -1,6 +1,7 @@
 """The batch-end callback: POST the payload of SPEC section 4, signed per Standard Webhooks,
-retried with backoff by Dramatiq until a 2xx or attempts run out. Each attempt is recorded on
-the batch (callback_sent_at, callback_status_code, callback_error)."""
+retried with backoff by Dramatiq until a 2xx or attempts run out. Each attempt is recorded: the
+latest on the batch (callback_sent_at, callback_status_code, callback_error), and every one in
+the batch's list of attempts (GET /v1/messages/batches/{id}/callback-attempts)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import httpx
 
 from actors.broker import settings
 from actors.runtime import current_runtime
-from app.callbacks import deliver, new_secret, payload
+from app.callbacks import deliver, payload, shown_url, tenant_secret
 from app.store import Store
 from app.tasks import CALLBACKS_QUEUE, SEND_CALLBACK
+from app.tenancy import owner_of
 
 logger = logging.getLogger(__name__)
 
@@ -27,11 +29,9 @@ class CallbackFailed(dramatiq.Retry):
     expected outcome, logged as one line rather than a traceback)."""
 
 
-def webhook_secret(store: Store) -> str:
-    """BATCHLINE_WEBHOOK_SECRET, else one generated once per installation and kept in Redis."""
-    if settings.webhook_secret is not None:
-        return settings.webhook_secret.get_secret_value()
-    return store.secrets.webhook_secret(generate=new_secret)
+def webhook_secret(store: Store, tenant: str) -> str:
+    """The tenant's signing secret (BATCHLINE_WEBHOOK_SECRET is tenant "default"'s when set)."""
+    return tenant_secret(store.secrets, tenant, configured=settings.webhook_secret)
 
 
 # Attempts are counted in Redis (a redelivered or re-queued message does not start the count
@@ -52,12 +52,15 @@ def send_callback(batch_id: str) -> None:
         attempts = store.callbacks.attempts(batch_id)
         if not store.callbacks.owed(batch_id) or attempts >= settings.callback_max_attempts:
             return
+        webhook_id = f"msg_{batch_id}"  # the same on every attempt, so a receiver can drop repeats
         with httpx.Client(timeout=settings.callback_timeout_s) as client:
-            result = deliver(batch["callback_url"], payload(batch), webhook_id=f"msg_{batch_id}",
-                             secret=webhook_secret(store), client=client,
+            result = deliver(batch["callback_url"], payload(batch), webhook_id=webhook_id,
+                             secret=webhook_secret(store, owner_of(batch.get("created_by_id"))), client=client,
                              allow_private=settings.callback_allow_private)
-        attempts = store.callbacks.record_attempt(batch_id, sent_us=result.sent_us, status_code=result.status_code,
-                                                  error=result.error, delivered=result.delivered)
+        attempts = store.callbacks.record_attempt(
+            batch_id, sent_us=result.sent_us, status_code=result.status_code, error=result.error,
+            delivered=result.delivered, url=shown_url(batch["callback_url"]), address=result.address,
+            duration_ms=result.duration_ms, webhook_id=webhook_id, keep=settings.callback_max_attempts)
     finally:
         store.callbacks.unlock(batch_id, token=token)
     if result.delivered:

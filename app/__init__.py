@@ -12,6 +12,7 @@ from app.api.dashboard import dashboard
 from app.api.health import health
 from app.api.monitor import metrics, monitor
 from app.api.results import results
+from app.api.webhooks import callback_attempts, webhook_secret
 from app.embedded_redis import ensure_embedded_redis
 from app.first_key import ensure_first_key
 from app.logs import configure_web_logging, install_web_context
@@ -53,6 +54,8 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     if settings.auth == "on":
         ensure_first_key(store, var_dir=settings.var_dir)
     for blueprint in (batches, results, agents, health, monitor, metrics, dashboard):
+        app.register_api(blueprint)
+    for blueprint in (callback_attempts, webhook_secret):
         app.register_api(blueprint)
     auth.install(app)
     body_guard.install(app)

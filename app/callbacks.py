@@ -14,10 +14,17 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+
+from app.tenancy import DEFAULT_TENANT
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
+    from app.store.secrets import SecretStore
 
 #: Addresses never reachable by a callback, whatever else is allowed (cloud metadata services).
 METADATA_ADDRESSES = frozenset({ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")})
@@ -49,6 +56,8 @@ REFUSED_NETWORKS = tuple(ipaddress.ip_network(each) for each in (
     "ff00::/8",  # multicast
 ))
 SECRET_PREFIX = "whsec_"
+#: Longest error text an attempt records (an exception's message can be long).
+ERROR_MAX_CHARS = 300
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 #: Resolves (host, port) to addresses, raising OSError when it cannot; injectable for tests.
@@ -68,6 +77,9 @@ class DeliveryResult:
     sent_us: int
     status_code: int | None
     error: str | None
+    #: The IP address the request went to (None when none was reached, or through a proxy).
+    address: str | None = None
+    duration_ms: int = 0
 
     @property
     def delivered(self) -> bool:
@@ -76,6 +88,22 @@ class DeliveryResult:
 
 def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def tenant_secret(secrets: SecretStore, tenant: str, *, configured: SecretStr | None) -> str:
+    """The secret that signs `tenant`'s callbacks: BATCHLINE_WEBHOOK_SECRET (`configured`) for
+    tenant "default" when it is set, else the tenant's own, generated on first use."""
+    if tenant == DEFAULT_TENANT and configured is not None:
+        return configured.get_secret_value()
+    return secrets.webhook_secret(tenant, generate=new_secret)
+
+
+def shown_url(url: str) -> str:
+    """`url` without its user and password, which are credentials (httpx sends them as basic auth)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def sign(secret: str, *, webhook_id: str, timestamp: int, body: bytes) -> str:
@@ -167,10 +195,16 @@ def deliver(url: str, body: dict[str, Any], *, webhook_id: str, secret: str, cli
     (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY), the proxy resolves and connects: the URL goes as given.
     """
     sent_us = time.time_ns() // 1000
+    started = time.monotonic()
+
+    def result(status_code: int | None, error: str | None, address: str | None = None) -> DeliveryResult:
+        return DeliveryResult(sent_us, status_code, error and error[:ERROR_MAX_CHARS], address,
+                              round((time.monotonic() - started) * 1000))
+
     try:
         addresses = check_target(url, allow_private=allow_private, resolve=resolve)
     except UnsafeCallbackTarget as exc:
-        return DeliveryResult(sent_us, None, str(exc))
+        return result(None, str(exc))
     target = httpx.URL(url)
     data = json.dumps(body, separators=(",", ":")).encode()
     timestamp = int(time.time())
@@ -185,7 +219,10 @@ def deliver(url: str, body: dict[str, Any], *, webhook_id: str, secret: str, cli
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     pinned = [target] if _proxied(client, target) else [target.copy_with(host=str(each)) for each in addresses]
     failure: httpx.HTTPError | None = None
+    reached: str | None = None
     for each in pinned:
+        # through a proxy, the address the proxy reached is unknown here
+        address = None if each is target else each.host
         try:
             response = client.post(each, content=data, headers=headers, follow_redirects=False,
                                    extensions=extensions)
@@ -193,10 +230,10 @@ def deliver(url: str, body: dict[str, Any], *, webhook_id: str, secret: str, cli
             failure = exc
             continue
         except httpx.HTTPError as exc:
-            failure = exc
+            failure, reached = exc, address
             break
         error = None if 200 <= response.status_code < 300 else \
             f"callback endpoint answered HTTP {response.status_code}"
-        return DeliveryResult(sent_us, response.status_code, error)
-    return DeliveryResult(sent_us, None, f"{type(failure).__name__}: {failure}" if str(failure)
-                          else type(failure).__name__)
+        return result(response.status_code, error, address)
+    return result(None, f"{type(failure).__name__}: {failure}" if str(failure) else type(failure).__name__,
+                  reached)

@@ -5,12 +5,15 @@ under an existing key file, reuses the file's key."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
 
 import redis
 
+from app.ids import now_iso
+from app.logs import json_logs
 from app.store import Store
 from app.store.api_keys import looks_like_key
 from app.tenancy import DEFAULT_TENANT
@@ -57,11 +60,20 @@ def _ensure(store: Store, path: Path) -> None:
             return
         record, secret = keys.create(tenant=DEFAULT_TENANT, name="first-start")
         _write_private(path, secret)
-        # The one time this key is shown; it goes to stdout (the terminal), not through logging.
-        print(f"Batchline made an API key for tenant '{DEFAULT_TENANT}' (key id {record.id}), saved to {path} "
-              f"(mode 0600):\n{secret}", flush=True)
+        _show_once(f"Batchline made an API key for tenant '{DEFAULT_TENANT}' (key id {record.id}), saved to {path} "
+                   "(mode 0600):", secret)
     finally:
         keys.release_bootstrap()
+
+
+def _show_once(text: str, secret: str) -> None:
+    """The one time the key is shown: printed, not logged (no handler or aggregator gets it as a
+    log record), as one JSON object when the logs are JSON lines."""
+    if json_logs():
+        print(json.dumps({"time": now_iso(), "level": "WARNING", "logger": __name__, "message": text,
+                          "api_key": secret}), flush=True)
+    else:
+        print(f"{text}\n{secret}", flush=True)
 
 
 def _write_private(path: Path, secret: str) -> None:

@@ -9,7 +9,16 @@ import ssl
 import httpx
 import pytest
 
-from app.callbacks import UnresolvableCallbackHost, UnsafeCallbackTarget, check_target, deliver, payload, sign
+from app.callbacks import (
+    UnresolvableCallbackHost,
+    UnsafeCallbackTarget,
+    check_target,
+    deliver,
+    payload,
+    shown_url,
+    sign,
+)
+from tests.support import webhooks
 from tests.support.receiver import TEST_CERTIFICATE, CallbackReceiver
 from tests.support.ssrf import NON_PUBLIC_ADDRESSES, OTHER_SPELLINGS
 
@@ -34,10 +43,32 @@ def unresolvable(host: str, port: int) -> list:
     raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
 
+# The specification's published test vector: standard-webhooks/standard-webhooks,
+# libraries/python/tests/test_webhooks.py, test_sign_function (the same in its other libraries).
+VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+VECTOR_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+VECTOR_TIMESTAMP = 1614265330
+VECTOR_BODY = b'{"test": 2432232314}'
+VECTOR_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
 def test_given_the_standard_webhooks_reference_example_when_signed_then_the_signature_matches():
-    signature = sign("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", webhook_id="msg_p5jXN8AQM9LWM0D4loKWxJek",
-                     timestamp=1614265330, body=b'{"test": 2432232314}')
-    assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    signature = sign(VECTOR_SECRET, webhook_id=VECTOR_ID, timestamp=VECTOR_TIMESTAMP, body=VECTOR_BODY)
+    assert signature == VECTOR_SIGNATURE
+
+
+def test_given_the_standard_webhooks_test_vector_when_the_test_verifier_checks_it_then_only_the_exact_delivery_passes():
+    headers = {"webhook-id": VECTOR_ID, "webhook-timestamp": str(VECTOR_TIMESTAMP),
+               "webhook-signature": VECTOR_SIGNATURE}
+    assert webhooks.verify(VECTOR_SECRET, headers=headers, body=VECTOR_BODY, now_s=VECTOR_TIMESTAMP + 10)
+    # among other signatures (a secret being rotated), as the specification allows
+    rotating = headers | {"webhook-signature": "v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc= " + VECTOR_SIGNATURE}
+    assert webhooks.verify(VECTOR_SECRET, headers=rotating, body=VECTOR_BODY, now_s=VECTOR_TIMESTAMP)
+    assert not webhooks.verify(VECTOR_SECRET, headers=headers, body=b'{"test": 2432232315}', now_s=VECTOR_TIMESTAMP)
+    assert not webhooks.verify(VECTOR_SECRET, headers=headers | {"webhook-id": "msg_other"}, body=VECTOR_BODY,
+                               now_s=VECTOR_TIMESTAMP)
+    assert not webhooks.verify("whsec_c2VjcmV0", headers=headers, body=VECTOR_BODY, now_s=VECTOR_TIMESTAMP)
+    assert not webhooks.verify(VECTOR_SECRET, headers=headers, body=VECTOR_BODY, now_s=VECTOR_TIMESTAMP + 3600)
 
 
 @pytest.mark.parametrize("host", [*NON_PUBLIC_ADDRESSES, *OTHER_SPELLINGS])
@@ -110,6 +141,31 @@ def test_given_a_receiver_when_delivered_then_it_gets_the_signed_body_and_the_re
         expected = sign("whsec_c2VjcmV0", webhook_id="msg_job-1", timestamp=int(call.headers["webhook-timestamp"]),
                         body=call.body)
         assert call.headers["webhook-signature"] == expected and call.json()["job_id"] == "job-1"
+
+
+def test_given_a_receiver_when_delivered_then_the_result_names_the_address_reached_and_how_long_it_took():
+    with CallbackReceiver() as receiver, httpx.Client() as client:
+        result = deliver(f"http://localhost:{receiver.port}/hooks/batch", payload(_batch()), webhook_id="m",
+                         secret="s", client=client, allow_private=True,
+                         resolve=lambda host, port: [ipaddress.ip_address("127.0.0.1")])
+    assert result.delivered and result.address == "127.0.0.1"
+    assert isinstance(result.duration_ms, int) and 0 <= result.duration_ms < 10_000
+
+
+def test_given_nothing_listening_when_delivered_then_no_address_is_named_as_reached():
+    with httpx.Client(timeout=2) as client:
+        result = deliver("http://127.0.0.1:9/hook", payload(_batch()), webhook_id="m", secret="s", client=client,
+                         allow_private=True)
+    assert not result.delivered and result.address is None and result.duration_ms >= 0
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("https://user:p4ss@hook.example:8443/x?y=1", "https://hook.example:8443/x?y=1"),
+    ("https://token@hook.example/x", "https://hook.example/x"),
+    ("https://hook.example/x?y=1", "https://hook.example/x?y=1"),
+])
+def test_given_a_callback_url_with_credentials_when_shown_in_an_attempt_then_they_are_left_out(url, shown):
+    assert shown_url(url) == shown
 
 
 def test_given_a_redirecting_receiver_when_delivered_then_the_redirect_is_not_followed():

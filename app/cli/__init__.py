@@ -1,6 +1,7 @@
 """`batchline`: submit, follow and export batches from a terminal, through the REST API
 (BATCHLINE_URL, default http://127.0.0.1:8283), with the key in BATCHLINE_API_KEY or else the one a
-first start saved in var/api-key. `batchline keys` manages API keys through Redis directly."""
+first start saved in var/api-key. `batchline keys` and `batchline webhook-secret --tenant` go to
+Redis directly."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
-from app.cli.admin import keys_cli
+from app.cli.admin import keys_cli, tenant_webhook_secret
 from app.cli.client import Api, CliError
 from app.cli.jsonl import name_lines, read_requests
 from app.cli.monitor import monitor_view
@@ -22,6 +23,7 @@ from app.cli.views import (
     all_requests,
     batch_table,
     batches_table,
+    callback_attempts_table,
     summary_table,
     wait_with_progress,
 )
@@ -76,6 +78,23 @@ def submit(
 def status(batch_id: Annotated[str, typer.Argument(help="Batch id (job-...).")]) -> None:
     """Show a batch: status and request counts."""
     console.print(batch_table(Api().call("GET", _batch_path(batch_id))))
+
+
+@cli.command()
+def callbacks(batch_id: Annotated[str, typer.Argument(help="Batch id (job-...).")]) -> None:
+    """List every delivery attempt of a batch's callback, oldest first."""
+    console.print(callback_attempts_table(batch_id, Api().call("GET", f"{_batch_path(batch_id)}/callback-attempts")))
+
+
+@cli.command(name="webhook-secret")
+def webhook_secret(
+    tenant: Annotated[str | None, typer.Option(
+        "--tenant", help="Another tenant's: read from Redis directly (REDIS_URL or the embedded one), as an admin.",
+    )] = None,
+) -> None:
+    """Print the whsec_ secret that signs your tenant's callbacks (and nothing else)."""
+    secret = Api().call("GET", "/v1/webhook-secret")["secret"] if tenant is None else tenant_webhook_secret(tenant)
+    sys.stdout.write(secret + "\n")
 
 
 @cli.command()

@@ -1,6 +1,7 @@
-"""Operator commands that talk to Redis directly, not to the REST API: API keys are managed by
-whoever can reach Batchline's Redis (REDIS_URL, or the embedded server under BATCHLINE_VAR_DIR),
-so that no API key can make or revoke keys."""
+"""Operator commands that talk to Redis directly, not to the REST API: API keys are managed, and
+any tenant's webhook secret read, by whoever can reach Batchline's Redis (REDIS_URL, or the
+embedded server under BATCHLINE_VAR_DIR), so that no API key can make or revoke keys or read
+another tenant's secret."""
 
 from __future__ import annotations
 
@@ -8,21 +9,27 @@ from typing import Annotated
 
 import redis
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from app.callbacks import tenant_secret
 from app.cli.client import CliError
 from app.embedded_redis import EmbeddedRedis
 from app.settings import Settings
 from app.store import Store, connect
-from app.tenancy import DEFAULT_TENANT, InvalidTenant
+from app.tenancy import DEFAULT_TENANT, InvalidTenant, check_tenant
 
 keys_cli = typer.Typer(no_args_is_help=True, help="Make, list and revoke API keys (talks to Redis directly).")
 console = Console()
 
 
 def admin_store() -> Store:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        fields = ", ".join(".".join(str(part) for part in error["loc"]) for error in exc.errors())
+        raise CliError(f"Invalid settings ({fields}): check the environment and .env.") from None
     url = settings.redis_url
     if url is None:
         port = EmbeddedRedis(var_dir=settings.var_dir).running_port()
@@ -68,3 +75,13 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (`keys 
     if not admin_store().api_keys.revoke(key_id):
         raise CliError(f"No key {key_id!r} (see `batchline keys list`).")
     console.print(f"Key {key_id} revoked.", highlight=False)
+
+
+def tenant_webhook_secret(tenant: str) -> str:
+    """`tenant`'s callback signing secret, as the workers sign with it (BATCHLINE_WEBHOOK_SECRET,
+    read from this process's environment as the service reads it, for tenant "default")."""
+    try:
+        check_tenant(tenant)
+    except InvalidTenant as exc:
+        raise CliError(str(exc)) from None
+    return tenant_secret(admin_store().secrets, tenant, configured=Settings().webhook_secret)

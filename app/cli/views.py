@@ -29,6 +29,18 @@ def batch_table(batch: dict[str, Any]) -> Table:
     return table
 
 
+def callback_attempts_table(batch_id: str, answer: dict[str, Any]) -> Table:
+    table = Table("#", "sent at", "url", "address", "status", "ms", "webhook-id", title=f"Callback of {batch_id}")
+    for attempt in answer["attempts"]:
+        outcome = attempt["error"] or str(attempt["status_code"])
+        table.add_row(str(attempt["attempt"]), attempt["sent_at"], attempt["url"] or "", attempt["address"] or "",
+                      outcome, str(attempt["duration_ms"] if attempt["duration_ms"] is not None else ""),
+                      attempt["webhook_id"] or "")
+    if not answer["attempts"]:
+        table.caption = "No delivery attempt yet."
+    return table
+
+
 def batches_table(batches: list[dict[str, Any]]) -> Table:
     table = Table()
     # whole, to be copied into the next command, however narrow the terminal

@@ -1,5 +1,7 @@
 """Redis key names. Everything Batchline stores lives under one prefix."""
 
+from app.tenancy import DEFAULT_TENANT
+
 PREFIX = "bl:"
 SEQ = PREFIX + "seq"
 AGENTS = PREFIX + "agents"
@@ -7,6 +9,8 @@ BATCHES = PREFIX + "batches"
 MESSAGE_PREFIX = PREFIX + "msg:"
 #: Pub/sub channel on which a batch id is published when the batch is cancelled or expired.
 STOP_CHANNEL = PREFIX + "stop"
+#: The webhook signing secret of tenant "default" (the installation-wide one of earlier versions,
+#: so receivers set up before tenants keep verifying); other tenants' are `webhook_secret(tenant)`.
 WEBHOOK_SECRET = PREFIX + "webhook_secret"
 #: Batches that may still need work (running, or ended with items or a callback outstanding):
 #: what a sweep visits, so that it costs O(active batches), not O(all batches ever made).
@@ -59,6 +63,15 @@ def batch_chunks(batch_id: str) -> str:
 
 def callback_lock(batch_id: str) -> str:
     return f"{PREFIX}batch:{batch_id}:callback_lock"
+
+
+def callback_attempts(batch_id: str) -> str:
+    """The batch's callback delivery attempts, oldest first (a list of JSON objects, capped)."""
+    return f"{PREFIX}batch:{batch_id}:callback_attempts"
+
+
+def webhook_secret(tenant: str) -> str:
+    return WEBHOOK_SECRET if tenant == DEFAULT_TENANT else f"{WEBHOOK_SECRET}:{tenant}"
 
 
 def item(item_id: str) -> str:

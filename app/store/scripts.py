@@ -24,3 +24,4 @@ class Scripts:
         self.finalize_batch = load("finalize_batch")
         self.due_deadlines = load("due_deadlines")
         self.unlock_if_owner = load("unlock_if_owner")
+        self.record_callback_attempt = load("record_callback_attempt")

@@ -1,4 +1,5 @@
-"""Installation-wide secrets that Batchline generates itself when the operator sets none."""
+"""Secrets that Batchline generates itself when the operator sets none: each tenant's webhook
+signing secret."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ class SecretStore:
     def __init__(self, *, client: redis.Redis) -> None:
         self.client = client
 
-    def webhook_secret(self, *, generate: Callable[[], str]) -> str:
-        """The installation's callback signing secret: generated once, then the same for every
+    def webhook_secret(self, tenant: str, *, generate: Callable[[], str]) -> str:
+        """`tenant`'s callback signing secret: generated on first use, then the same for every
         process (the first writer wins a race)."""
-        self.client.set(keys.WEBHOOK_SECRET, generate(), nx=True)
-        return self.client.get(keys.WEBHOOK_SECRET)
+        key = keys.webhook_secret(tenant)
+        self.client.set(key, generate(), nx=True)
+        return self.client.get(key)

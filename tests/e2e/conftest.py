@@ -53,8 +53,8 @@ def start_service(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Serv
 
         def start(*, processes: int = 1, threads: int = 8, workers: bool = True, on_redis: str | None = None,
                   **env: str) -> Service:
-            full_env = service_env(on_redis or redis_url, BATCHLINE_WEBHOOK_SECRET=WEBHOOK_SECRET,
-                                   BATCHLINE_VAR_DIR=str(tmp_path / "var"), **env)
+            full_env = service_env(on_redis or redis_url, **{"BATCHLINE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                                                             "BATCHLINE_VAR_DIR": str(tmp_path / "var"), **env})
             if workers:
                 stack.enter_context(worker_process(full_env, log=tmp_path / "worker.log", processes=processes,
                                                    threads=threads))
