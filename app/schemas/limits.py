@@ -61,14 +61,14 @@ def _json_bytes(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
-def _bounded_object(max_keys: int, max_key_chars: int, max_bytes: int) -> AfterValidator:
+def _bounded_object(*, max_keys: int | None, max_key_chars: int, max_bytes: int) -> AfterValidator:
     """A JSON object of at most `max_keys` keys of at most `max_key_chars`, `max_bytes` in all.
     Checked after parsing, with messages that never name a key (a key is the client's input)."""
 
     def check(value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is None:
             return None
-        if len(value) > max_keys:
+        if max_keys is not None and len(value) > max_keys:
             raise ValueError(f"must have at most {max_keys} keys, not {len(value)}")
         if any(len(key) > max_key_chars for key in value):
             raise ValueError(f"keys must be at most {max_key_chars} characters long")
@@ -84,7 +84,9 @@ Label = Annotated[str, StringConstraints(max_length=MAX_LABEL_CHARS)]
 Name = Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)]
 Description = Annotated[str, StringConstraints(max_length=MAX_DESCRIPTION_CHARS)]
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
-Metadata = Annotated[dict[str, Any], _bounded_object(MAX_METADATA_KEYS, MAX_METADATA_KEY_CHARS, MAX_METADATA_BYTES)]
-ToolSchema = Annotated[dict[str, Any], _bounded_object(MAX_METADATA_KEYS * 10, MAX_LABEL_CHARS,
-                                                       MAX_TOOL_SCHEMA_BYTES)]
+Metadata = Annotated[dict[str, Any], _bounded_object(max_keys=MAX_METADATA_KEYS, max_key_chars=MAX_METADATA_KEY_CHARS,
+                                                     max_bytes=MAX_METADATA_BYTES)]
+#: A JSON schema: only its size is bounded (its keys are JSON Schema's own words).
+ToolSchema = Annotated[dict[str, Any], _bounded_object(max_keys=None, max_key_chars=MAX_LABEL_CHARS,
+                                                       max_bytes=MAX_TOOL_SCHEMA_BYTES)]
 OutputLines = Annotated[list[Text], Field(max_length=MAX_OUTPUT_LINES)]
