@@ -24,7 +24,7 @@ NDJSON = "application/x-ndjson"
 
 results = APIBlueprint("results", __name__, url_prefix="/v1/messages/batches",
                        abp_tags=[Tag(name="batches")],
-                       abp_responses={"401": Error, "414": URI_TOO_LONG, "422": Error, "503": Error},
+                       abp_responses={"401": Error, "414": URI_TOO_LONG, "422": Error, "429": Error, "503": Error},
                        abp_security=SECURITY)
 
 
