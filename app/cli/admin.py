@@ -19,6 +19,7 @@ from app.cli.client import CliError
 from app.embedded_redis import EmbeddedRedis
 from app.settings import Settings
 from app.store import Store, connect
+from app.store.api_keys import InvalidKeyName
 from app.tenancy import DEFAULT_TENANT, InvalidTenant, check_tenant
 
 keys_cli = typer.Typer(no_args_is_help=True, help="Make, list and revoke API keys (talks to Redis directly).")
@@ -54,7 +55,7 @@ def keys_create(
     """Make a key; it is printed once, as the last line, and stored only as a hash."""
     try:
         record, secret = admin_store().api_keys.create(tenant=tenant, name=name)
-    except InvalidTenant as exc:
+    except (InvalidTenant, InvalidKeyName) as exc:
         raise CliError(str(exc)) from None
     # markup=False: a name is the operator's text, and "[/x]" in it must print, not raise
     console.print(f"Key {record.id} ({record.name!r}) for tenant {record.tenant} made. It is shown only now:",

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from app.store import Store, connect
-from app.store.api_keys import KEY_PREFIX, ApiKeyStore
+from app.store.api_keys import KEY_PREFIX, ApiKeyStore, InvalidKeyName
 from app.tenancy import InvalidTenant
 from tests.support.redis_dump import everything_in
 
@@ -87,3 +87,21 @@ def test_given_redis_refusing_writes_when_a_key_is_used_then_it_still_authentica
     finally:
         store.client.config_set("maxmemory", "0")
     assert store.api_keys.list()[0].last_used_at is None
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 101, "line\nbreak", "bell\x07"])
+def test_given_an_empty_overlong_or_unprintable_name_when_a_key_is_made_then_it_is_refused_and_nothing_is_stored(
+        store, name):
+    with pytest.raises(InvalidKeyName):
+        store.api_keys.create(tenant="default", name=name)
+    assert store.api_keys.list() == []
+
+
+def test_given_a_stored_key_when_it_is_presented_then_one_redis_read_authenticates_it(store):
+    _, secret = store.api_keys.create(tenant="t", name="n")
+    store.api_keys._touched.clear()
+    store.client.hset("bl:apikey_last_used", "warm", "1")
+    before = store.client.info("stats")["total_commands_processed"]
+    assert store.api_keys.authenticate(secret).tenant == "t"
+    # one HGET, plus the once-a-minute last-use write, plus the INFO call itself
+    assert store.client.info("stats")["total_commands_processed"] - before == 3
