@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from app.schemas.common import Lenient, PageQuery
 from app.schemas.messages import ApprovalCreate, Content, MessageCreate, RequestMessage, ToolReturnCreate
-from app.vocabulary import BatchStatus, ItemStatus
+from app.vocabulary import BatchStatus, ItemStatus, WaitingFor
 
 MAX_REQUESTS_PER_BATCH = 100_000
 
@@ -140,3 +140,5 @@ class BatchItem(BaseModel):
     attempts: int
     started_at: str | None
     completed_at: str | None
+    waiting: WaitingFor | None = Field(None, description="what a running request waits for: `model_capacity` "
+                                       "(a fleet-wide model limit, or a provider's pause); else null")

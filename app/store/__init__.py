@@ -15,6 +15,7 @@ from app.store.api_keys import ApiKeyStore
 from app.store.batches import BatchStore
 from app.store.callbacks import CallbackStore
 from app.store.messages import MessageStore
+from app.store.model_limits import ModelLimitStore
 from app.store.monitor import MonitorStore
 from app.store.progress import ProgressStore
 from app.store.results import ResultStore
@@ -61,6 +62,7 @@ class Store:
         self.sweeps = SweepStore(client=client)
         self.monitor = MonitorStore(client=client)
         self.results = ResultStore(client=client)
+        self.model_limits = ModelLimitStore(client=client, scripts=scripts)
 
     def client_time(self) -> tuple[int, int]:
         """The Redis server's clock: (seconds, microseconds)."""
@@ -93,5 +95,6 @@ class Store:
                            type(exc).__name__)
 
 
-__all__ = ["AgentStore", "ApiKeyStore", "BatchStore", "CallbackStore", "MessageStore", "MonitorStore", "ProgressStore",
-           "ResultStore", "RunStore", "SecretStore", "Store", "SweepStore", "UnsafeRedis", "connect"]
+__all__ = ["AgentStore", "ApiKeyStore", "BatchStore", "CallbackStore", "MessageStore", "ModelLimitStore",
+           "MonitorStore", "ProgressStore", "ResultStore", "RunStore", "SecretStore", "Store", "SweepStore",
+           "UnsafeRedis", "connect"]

@@ -25,3 +25,7 @@ class Scripts:
         self.due_deadlines = load("due_deadlines")
         self.unlock_if_owner = load("unlock_if_owner")
         self.record_callback_attempt = load("record_callback_attempt")
+        self.limit_acquire = load("limit_acquire")
+        self.limit_release = load("limit_release")
+        self.limit_renew = load("limit_renew")
+        self.limit_pause = load("limit_pause")
