@@ -40,14 +40,14 @@ def test_given_a_limit_of_5_streams_and_3_worker_processes_when_60_requests_run_
         client = service.client()
         agent = _openai_agent(client, model)
         batch = client.batches.create(requests=[{"agent_id": agent.id, "input": f"q{i}"} for i in range(REQUESTS)])
-        shown_waiting = wait_until(lambda: any(item["waiting"] == "model_capacity"
+        shown_waiting = wait_until(lambda: any(item.get("waiting") == "model_capacity"
                                                for item in _items(service, batch.id)), timeout_s=30)
         done = wait_for_status(client, batch.id, timeout_s=120)
         items = _items(service, batch.id)
 
+    assert model.max_open_streams == STREAM_LIMIT  # reached, never passed
     assert done.status == "completed"
     assert done.request_counts["succeeded"] == REQUESTS
-    assert model.max_open_streams == STREAM_LIMIT  # reached, never passed
     assert shown_waiting
     assert all(item["waiting"] is None for item in items)
     assert len(_owners(redis_url, items)) >= 2  # the limit held across processes, not within one
