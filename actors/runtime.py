@@ -30,12 +30,14 @@ from actors.heartbeat import forget, send_heartbeats
 from actors.leases import renew_leases
 from actors.memory import MemoryBudget
 from actors.reconciler import Reconciler
+from actors.slots import StreamSlot
 from actors.stops import StopListener
 from app.engine.history import context_budget_bytes
 from app.engine.runner import BatchItemRef, Finished, RequestRunner
 from app.logs import bind_item
 from app.outage import outage
 from app.providers import ProviderRegistry, make_http_client
+from app.providers.limits import ModelLimiter
 from app.redis_retry import UNAVAILABLE, RedisRetry
 from app.schemas.batches import LettaBatchRequest
 from app.settings import Settings
@@ -97,7 +99,9 @@ class WorkerRuntime:
         self.http = make_http_client(self.settings)
         self.redis_retry = RedisRetry(give_up=lambda: self.shutting_down)
         self.runner = RequestRunner(settings=self.settings, store=self.store,
-                                    providers=ProviderRegistry(settings=self.settings, client=self.http),
+                                    providers=ProviderRegistry(settings=self.settings, client=self.http,
+                                                               limiter=ModelLimiter.from_settings(
+                                                                   self.settings, self.store.model_limits)),
                                     redis_retry=self.redis_retry)
         self.reconciler = Reconciler(store=self.store, tasks=self.tasks,
                                      callback_max_attempts=self.settings.callback_max_attempts)
@@ -180,7 +184,8 @@ class WorkerRuntime:
 
     async def _run_item(self, batch_id: str, item_id: str, stored: StoredItem | None) -> bool:
         while True:
-            async with self.streams:
+            async with StreamSlot(streams=self.streams, limits=self.store.model_limits, item_id=item_id,
+                                  owner=self.owner):
                 if self.shutting_down:
                     return False
                 start = None

@@ -16,6 +16,7 @@ from app.store.batches import BatchStore
 from app.store.callbacks import CallbackStore
 from app.store.item_start import ItemStartStore
 from app.store.messages import MessageStore
+from app.store.model_limits import ModelLimitStore
 from app.store.monitor import MonitorStore
 from app.store.progress import ProgressStore
 from app.store.results import ResultStore
@@ -63,6 +64,7 @@ class Store:
         self.sweeps = SweepStore(client=client)
         self.monitor = MonitorStore(client=client)
         self.results = ResultStore(client=client)
+        self.model_limits = ModelLimitStore(client=client, scripts=scripts)
 
     def client_time(self) -> tuple[int, int]:
         """The Redis server's clock: (seconds, microseconds)."""
@@ -96,5 +98,5 @@ class Store:
 
 
 __all__ = ["AgentStore", "ApiKeyStore", "BatchStore", "CallbackStore", "ItemStartStore", "MessageStore",
-           "MonitorStore", "ProgressStore", "ResultStore", "RunStore", "SecretStore", "Store", "SweepStore",
-           "UnsafeRedis", "connect"]
+           "ModelLimitStore", "MonitorStore", "ProgressStore", "ResultStore", "RunStore", "SecretStore", "Store",
+           "SweepStore", "UnsafeRedis", "connect"]

@@ -26,3 +26,7 @@ class Scripts:
         self.unlock_if_owner = load("unlock_if_owner")
         self.record_callback_attempt = load("record_callback_attempt")
         self.newer_messages = load("newer_messages")
+        self.limit_acquire = load("limit_acquire")
+        self.limit_release = load("limit_release")
+        self.limit_renew = load("limit_renew")
+        self.limit_pause = load("limit_pause")
