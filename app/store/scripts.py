@@ -25,3 +25,4 @@ class Scripts:
         self.due_deadlines = load("due_deadlines")
         self.unlock_if_owner = load("unlock_if_owner")
         self.record_callback_attempt = load("record_callback_attempt")
+        self.claim_chunks = load("claim_chunks")
