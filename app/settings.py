@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     #: Chunk messages one batch keeps in the queue at once (enqueued and not finished); each chunk
     #: that finishes enqueues the batch's next, so running batches take turns. 0 (the default):
     #: the worker threads of the live workers (their heartbeats), so that one batch alone keeps
-    #: every thread busy and a later batch waits for about one chunk of each running batch.
+    #: every thread busy and a later batch waits for one round of the running batches' chunks.
     chunks_in_flight_per_batch: int = Field(0, ge=0)
     #: Model streams one worker process keeps open at once (across all its chunks).
     worker_max_streams: int = Field(1000, ge=1)

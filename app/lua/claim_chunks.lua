@@ -7,7 +7,8 @@
 -- Returns a flat list {start, stop, start, stop, ...} of the chunks taken: each is now in the
 -- ledger with no message id, and `fanout_next` is past it. The caller sends their messages; one
 -- it never sends is re-enqueued by the reconciler like a lost message. Nothing is taken for a
--- batch that is gone or terminal.
+-- batch that is gone. A cancelled or expired batch still takes its chunks: they make no model
+-- call, and settle their items' records.
 -- Every value is read and checked before the first write (Redis keeps a failed script's earlier
 -- writes).
 local function int(value)
@@ -28,9 +29,7 @@ local in_flight = redis.call('HLEN', KEYS[2])
 if ARGV[3] ~= '' then
   in_flight = in_flight - redis.call('HDEL', KEYS[2], ARGV[3])
 end
-if not status or status == 'completed' or status == 'failed' or status == 'cancelled' or status == 'expired' then
-  return {}
-end
+if not status then return {} end
 local taken = {}
 while in_flight < budget and next_start < total do
   local stop = math.min(next_start + size, total) - 1

@@ -97,7 +97,7 @@ class ProgressStore:
         """The next chunks (first, last position) the batch may have in flight within `budget`,
         now in its ledger with no message id yet; `finished_start` first removes the chunk
         starting there, whose items all ended. Atomic (claim_chunks.lua): callers racing, or a
-        chunk finished twice, never take more than the budget. None for a stopped batch."""
+        chunk finished twice, never take more than the budget."""
         flat = self.scripts.claim_chunks(keys=[keys.batch(batch_id), keys.batch_chunks(batch_id)],
                                          args=[budget, chunk_size, "" if finished_start is None else finished_start])
         return [(int(start), int(stop)) for start, stop in zip(flat[::2], flat[1::2], strict=True)]
