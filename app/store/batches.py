@@ -230,8 +230,8 @@ def batch_job(fields: dict[str, str]) -> dict[str, Any]:
 def batch_item(fields: dict[str, str], batch_status: str | None) -> dict[str, Any]:
     status = fields["status"]
     if status == ItemStatus.PENDING and batch_status in STOPPED_BATCH_STATUSES:
-        # stop_batch counts unstarted items as stopped at once; their hashes catch up only if a
-        # queued chunk reaches them (chunks not yet enqueued never are: the lazy fan-out).
+        # stop_batch counts unstarted items as stopped at once; their hashes catch up when a
+        # worker reaches them.
         status = batch_status
     return {
         "id": fields["id"],
