@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import dramatiq
 import redis
 
+from actors.fanout import ChunkFeeder
 from actors.heartbeat import forget, send_heartbeats
 from actors.leases import renew_leases
 from actors.memory import MemoryBudget
@@ -103,8 +104,12 @@ class WorkerRuntime:
                                                                limiter=ModelLimiter.from_settings(
                                                                    self.settings, self.store.model_limits)),
                                     redis_retry=self.redis_retry)
+        self.feeder = ChunkFeeder(store=self.store, tasks=self.tasks, chunk_size=self.settings.chunk_size,
+                                  chunks_in_flight_per_batch=self.settings.chunks_in_flight_per_batch,
+                                  own_threads=lambda: self.threads)
         self.reconciler = Reconciler(store=self.store, tasks=self.tasks,
-                                     callback_max_attempts=self.settings.callback_max_attempts)
+                                     callback_max_attempts=self.settings.callback_max_attempts,
+                                     chunk_budget=self.feeder.budget)
         self.streams = asyncio.Semaphore(self.settings.worker_max_streams)
         self.memory = MemoryBudget(budget_bytes=self.settings.worker_memory_budget_mb * 1024 * 1024)
         self.stops = StopListener(store=self.store, loop=self.loop, on_stop=self.stop_batch_locally,
@@ -149,7 +154,8 @@ class WorkerRuntime:
             runs = [group.create_task(self.run_item(batch_id, item_id, items.get(item_id))) for item_id in item_ids]
         if not all(run.result() for run in runs):
             raise ItemsReleased(f"worker shutting down: items of batch {batch_id} [{start}..{stop}] given back")
-        await self.redis_retry.call(self.store.progress.finish_chunk, batch_id, start=start)
+        # Out of flight and the batch's next chunk in, atomically: a duplicate finish frees no place.
+        await self.redis_retry.call(self.feeder.feed, batch_id, finished_start=start)
         if await self.redis_retry.call(self.store.progress.needs_finalize, batch_id):
             self._send_finalize(batch_id)
 

@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     #: An item that runs longer than this ends with stop_reason `error`.
     item_timeout_s: float = 3600.0
     chunk_size: int = Field(DEFAULT_CHUNK_SIZE, ge=1, le=1000)
+    #: Chunk messages one batch keeps in the queue at once (enqueued and not finished); each chunk
+    #: that finishes enqueues the batch's next, so running batches take turns. 0 (the default):
+    #: the worker threads of the live workers (their heartbeats), so that one batch alone keeps
+    #: every thread busy and a later batch waits for one round of the running batches' chunks.
+    chunks_in_flight_per_batch: int = Field(0, ge=0)
     #: Model streams one worker process keeps open at once (across all its chunks).
     worker_max_streams: int = Field(1000, ge=1)
     #: How long an item's claim stays valid without renewal; a dead worker's items are

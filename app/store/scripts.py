@@ -30,3 +30,4 @@ class Scripts:
         self.limit_release = load("limit_release")
         self.limit_renew = load("limit_renew")
         self.limit_pause = load("limit_pause")
+        self.claim_chunks = load("claim_chunks")
