@@ -11,7 +11,7 @@ import logging
 import dramatiq
 
 from actors.broker import settings
-from actors.runtime import current_runtime
+from actors.runtime import ItemsReleased, current_runtime
 from app.tasks import (
     BATCHES_QUEUE,
     FINALIZE_BATCH,
@@ -37,7 +37,16 @@ def start_batch(batch_id: str) -> None:
     current_runtime().feeder.feed(batch_id)
 
 
-@dramatiq.actor(actor_name=RUN_CHUNK, queue_name=ITEMS_QUEUE, max_retries=20, min_backoff=1000,
+#: Failed runs of a chunk retried before it is dead-lettered (items given back, by a shutting-down
+#: worker or while waiting for model capacity, are no failure and always retried).
+CHUNK_MAX_RETRIES = 20
+
+
+def retry_chunk(retries: int, exception: BaseException) -> bool:
+    return isinstance(exception, ItemsReleased) or retries < CHUNK_MAX_RETRIES
+
+
+@dramatiq.actor(actor_name=RUN_CHUNK, queue_name=ITEMS_QUEUE, retry_when=retry_chunk, min_backoff=1000,
                 max_backoff=60_000, time_limit=CHUNK_TIME_LIMIT_MS)
 async def run_chunk(batch_id: str, start: int, stop: int) -> None:
     await current_runtime().run_chunk(batch_id, start, stop)

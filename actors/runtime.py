@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import os
 import socket
@@ -37,7 +38,7 @@ from app.engine.runner import BatchItemRef, Finished, RequestRunner
 from app.logs import bind_item
 from app.outage import outage
 from app.providers import ProviderRegistry, make_http_client
-from app.providers.limits import ModelLimiter
+from app.providers.limits import CapacityRelease, ModelLimiter
 from app.redis_retry import UNAVAILABLE, RedisRetry
 from app.schemas.batches import LettaBatchRequest
 from app.settings import Settings
@@ -72,8 +73,24 @@ class ItemsReleased(dramatiq.Retry):
     """The worker is shutting down and gave this chunk's unfinished items back: the chunk is
     retried at once, elsewhere (a Retry, so Dramatiq logs no traceback for it)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, delay=0)
+    def __init__(self, message: str, *, delay_ms: int = 0) -> None:
+        super().__init__(message, delay=delay_ms)
+
+
+class ItemsWaiting(ItemsReleased):
+    """Items of this chunk waited too long for a model's capacity before their first call and were
+    given back: the chunk is retried later, and no thread is held meanwhile."""
+
+
+class ItemEnd(enum.Enum):
+    """How a chunk's item left this worker."""
+
+    #: it ended (or another owner runs it): nothing left to do here
+    DONE = "done"
+    #: given back because the worker is shutting down
+    RELEASED = "released"
+    #: given back while it waited for model capacity
+    WAITING = "waiting"
 
 
 @dataclass
@@ -152,15 +169,20 @@ class WorkerRuntime:
         items = await self.redis_retry.call(self.store.starts.load_items, item_ids) if item_ids else {}
         async with asyncio.TaskGroup() as group:
             runs = [group.create_task(self.run_item(batch_id, item_id, items.get(item_id))) for item_id in item_ids]
-        if not all(run.result() for run in runs):
+        ends = {run.result() for run in runs}
+        if ItemEnd.RELEASED in ends:
             raise ItemsReleased(f"worker shutting down: items of batch {batch_id} [{start}..{stop}] given back")
+        if ItemEnd.WAITING in ends:
+            raise ItemsWaiting(f"items of batch {batch_id} [{start}..{stop}] wait for model capacity; retried in "
+                               f"{self.settings.model_wait_release_s:g} s",
+                               delay_ms=int(self.settings.model_wait_release_s * 1000))
         # Out of flight and the batch's next chunk in, atomically: a duplicate finish frees no place.
         await self.redis_retry.call(self.feeder.feed, batch_id, finished_start=start)
         if await self.redis_retry.call(self.store.progress.needs_finalize, batch_id):
             self._send_finalize(batch_id)
 
-    async def run_item(self, batch_id: str, item_id: str, stored: StoredItem | None = None) -> bool:
-        """See one item to its end; False when it was given back because the worker is stopping.
+    async def run_item(self, batch_id: str, item_id: str, stored: StoredItem | None = None) -> ItemEnd:
+        """See one item to its end, or give it back (the worker is stopping, or it waits for model capacity).
         Never raises: whatever goes wrong stays with this item. With the item's `stored` fields
         (read for the whole chunk), its claim and loads take one round trip."""
         bind_item(batch_id, item_id)  # each item runs in its own task, whose context is its own
@@ -170,14 +192,14 @@ class WorkerRuntime:
             except UNAVAILABLE as exc:
                 outage.lost(exc)
                 if self.shutting_down:
-                    return False
+                    return ItemEnd.RELEASED
                 await asyncio.sleep(REDIS_PROBE_S)  # then claim again: a claim of our own lease runs on
             except Exception:
                 logger.exception("Request %s of batch %s failed unexpectedly; it ends with error", item_id,
                                  batch_id)
                 return await self._end_with_error(batch_id, item_id)
 
-    async def _end_with_error(self, batch_id: str, item_id: str) -> bool:
+    async def _end_with_error(self, batch_id: str, item_id: str) -> ItemEnd:
         try:
             agent_id = self.store.runs.load_item(item_id).agent_id
             ref = BatchItemRef(batch_id, item_id, 0)
@@ -186,14 +208,14 @@ class WorkerRuntime:
                 started_ns=time.monotonic_ns()))
         except Exception:  # Redis gone again, or the same bug: the lease lapses and the sweep retries
             self._release(item_id)
-        return True
+        return ItemEnd.DONE
 
-    async def _run_item(self, batch_id: str, item_id: str, stored: StoredItem | None) -> bool:
+    async def _run_item(self, batch_id: str, item_id: str, stored: StoredItem | None) -> ItemEnd:
         while True:
             async with StreamSlot(streams=self.streams, limits=self.store.model_limits, item_id=item_id,
-                                  owner=self.owner):
+                                  owner=self.owner, release_after_s=self.settings.model_wait_release_s):
                 if self.shutting_down:
-                    return False
+                    return ItemEnd.RELEASED
                 start = None
                 if item_id in self.in_flight:  # a duplicate message of a chunk this process runs
                     claim = Claim("busy", 0)
@@ -210,7 +232,7 @@ class WorkerRuntime:
                 ref = BatchItemRef(batch_id, item_id, claim.now_us)
                 self._finished(batch_id, await self.runner.record_stop(agent_id, ref, self._stop_status(batch_id)))
             if claim.action != "busy":
-                return True
+                return ItemEnd.DONE
             # Another owner holds it. Acking this message now could strand the item if that owner
             # dies, so wait until it ends the item or its lease lapses and this claim takes over.
             await asyncio.sleep(min(self.settings.item_lease_s / 3, BUSY_POLL_MAX_S))
@@ -225,7 +247,8 @@ class WorkerRuntime:
             history.absorb(stored.agent_id, start.newer)
         return start
 
-    async def _run_claimed(self, batch_id: str, item_id: str, claim: Claim, start: ItemStart | None = None) -> bool:
+    async def _run_claimed(self, batch_id: str, item_id: str, claim: Claim,
+                           start: ItemStart | None = None) -> ItemEnd:
         task = asyncio.current_task()
         self.in_flight[item_id] = InFlight(batch_id, task)
         try:
@@ -234,12 +257,15 @@ class WorkerRuntime:
             if item_id not in self.stopping:  # the worker is shutting down: give the item back
                 self._release(item_id)
                 task.uncancel()
-                return False
+                return ItemEnd.RELEASED
             # Stopped before its run began (waiting for memory): settle it as stopped.
             task.uncancel()
             agent_id = self.store.runs.load_item(item_id).agent_id
             finished = await self.runner.record_stop(agent_id, BatchItemRef(batch_id, item_id, claim.now_us),
                                                      self._stop_status(batch_id))
+        except CapacityRelease:
+            self._release(item_id)
+            return ItemEnd.WAITING
         except BaseException:
             # Whatever failed after the claim (Redis, a bug): give the item back, so the retried
             # chunk runs it at once instead of waiting out a lease nobody renews.
@@ -249,7 +275,7 @@ class WorkerRuntime:
             self.in_flight.pop(item_id, None)
             self.stopping.discard(item_id)
         self._finished(batch_id, finished)
-        return True
+        return ItemEnd.DONE
 
     async def _run_owned(self, batch_id: str, item_id: str, claim: Claim, start: ItemStart | None) -> Finished:
         started_ns = time.monotonic_ns()

@@ -1,7 +1,9 @@
 """An item's place among its worker process's streams (`BATCHLINE_WORKER_MAX_STREAMS`), lent
 back while the item waits for fleet-wide model capacity (app/providers/limits.py), so that items
 waiting for one model do not keep this process from running others. While it waits, the item is
-marked in Redis and `GET .../requests` shows it as waiting."""
+marked in Redis and `GET .../requests` shows it as waiting. One that waits longer than
+`BATCHLINE_MODEL_WAIT_RELEASE_S` before its first model call is given back, so that its chunk's
+worker thread is freed (actors/runtime.py retries the chunk later)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Any
 
 import redis
 
-from app.providers.limits import WAIT_HOOKS, Waiting
+from app.providers.limits import WAIT_HOOKS, CapacityRelease, Waiting
 from app.store.model_limits import ModelLimitStore
 from app.vocabulary import WaitingFor
 
@@ -22,11 +24,14 @@ class StreamSlot:
     """`async with StreamSlot(...)`: holds one of the process's stream slots for an item, and is
     the item's wait hooks (`WAIT_HOOKS`) meanwhile."""
 
-    def __init__(self, *, streams: asyncio.Semaphore, limits: ModelLimitStore, item_id: str, owner: str) -> None:
+    def __init__(self, *, streams: asyncio.Semaphore, limits: ModelLimitStore, item_id: str, owner: str,
+                 release_after_s: float = 0.0) -> None:
         self._streams = streams
         self._limits = limits
         self._item_id = item_id
         self._owner = owner
+        self._release_after_s = release_after_s
+        self._called = False
         self._held = False
         self._token: Token[Waiting | None] | None = None
 
@@ -50,6 +55,8 @@ class StreamSlot:
         self._mark(waiting=True)
         try:
             yield
+        except CapacityRelease:
+            raise  # given back still waiting: the mark stays until another run takes the item
         except BaseException:
             # Cancelled (a stop, a shutdown) while waiting: the item ends without taking a slot again.
             self._mark(waiting=False)
@@ -57,6 +64,13 @@ class StreamSlot:
         self._mark(waiting=False)
         await self._streams.acquire()
         self._held = True
+
+    def give_up(self, waited_s: float) -> bool:
+        """Only before the item's first model call: a later one would throw its progress away."""
+        return 0 < self._release_after_s <= waited_s and not self._called
+
+    def admitted(self) -> None:
+        self._called = True
 
     def _mark(self, *, waiting: bool) -> None:
         with contextlib.suppress(redis.RedisError):  # only a display: the wait goes on without it

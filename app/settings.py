@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     #: the worker threads of the live workers (their heartbeats), so that one batch alone keeps
     #: every thread busy and a later batch waits for one round of the running batches' chunks.
     chunks_in_flight_per_batch: int = Field(0, ge=0)
+    #: A request that has waited this long for a model's capacity (BATCHLINE_MODEL_LIMITS) before
+    #: its first model call is given back and its chunk retried this much later, so that waiting
+    #: holds no worker thread (0: wait on the thread).
+    model_wait_release_s: float = Field(10.0, ge=0)
     #: Model streams one worker process keeps open at once (across all its chunks).
     worker_max_streams: int = Field(1000, ge=1)
     #: How long an item's claim stays valid without renewal; a dead worker's items are

@@ -25,6 +25,7 @@ from app.engine.tools.messaging import SEND_MESSAGE_NAME
 from app.ids import new_id
 from app.providers import ProviderRegistry, split_handle
 from app.providers.base import InvalidResponseError, ModelRequest, ModelResponse, ProviderError, ToolCall, ToolSpec
+from app.providers.limits import CapacityRelease
 from app.providers.retry import RetryPolicy, stream_with_retries
 from app.schemas.batches import LettaRequest
 from app.schemas.messages import ToolReturnItem
@@ -95,6 +96,8 @@ class AgentRun:
             self.stop_reason, self.error = StopReason.LLM_API_ERROR, str(exc)
         except InvalidResponseError as exc:
             self.stop_reason, self.error = StopReason.INVALID_LLM_RESPONSE, str(exc)
+        except CapacityRelease:
+            raise  # not an ending: the worker gives the item back to run later
         except TimeoutError:
             self.stop_reason = StopReason.ERROR
             self.error = f"The run took longer than {timeout_s:g} s and was stopped."

@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
@@ -50,6 +51,20 @@ class Waiting(Protocol):
         """Held while a call waits for capacity: the worker lends the item's stream slot back and
         marks the item as waiting, and takes the slot again on the way out."""
         ...
+
+    def give_up(self, waited_s: float) -> bool:
+        """Whether the item should stop waiting and be given back (CapacityRelease), so that
+        its worker thread serves other work meanwhile."""
+        ...
+
+    def admitted(self) -> None:
+        """A call of the item was admitted (a later wait would lose its progress if given up)."""
+        ...
+
+
+class CapacityRelease(Exception):
+    """An item waited long enough for a model's capacity: the worker gives it back and retries
+    its chunk later, instead of holding a thread while it waits."""
 
 
 #: The current item's hooks, set by the worker around each item's run (None outside a worker:
@@ -115,17 +130,27 @@ class ModelLimiter:
     async def _admit(self, bucket: Bucket, call: _Call) -> None:
         admission = self._try(bucket, call)
         if admission.admitted:
+            self._note_admitted()
             return self._hold(bucket, call)
         logger.debug("A call to %s waits for capacity (%s)", bucket.name, admission.reason)
         hooks = WAIT_HOOKS.get()
         async with hooks.waiting() if hooks is not None else contextlib.nullcontext():
-            polls = 0
+            polls, started = 0, time.monotonic()
             while not admission.admitted:
                 await asyncio.sleep(_wait_s(admission, polls))
                 polls += 1
                 admission = self._try(bucket, call)
+                if not admission.admitted and hooks is not None and hooks.give_up(time.monotonic() - started):
+                    raise CapacityRelease(f"{bucket.name}: {admission.reason}")
             # Held (and renewed) before the stream slot is taken back, which may take a while.
+            self._note_admitted()
             self._hold(bucket, call)
+
+    @staticmethod
+    def _note_admitted() -> None:
+        hooks = WAIT_HOOKS.get()
+        if hooks is not None:
+            hooks.admitted()
 
     def _try(self, bucket: Bucket, call: _Call) -> Admission:
         try:

@@ -77,3 +77,34 @@ def test_given_two_worker_processes_when_the_provider_answers_a_429_with_retry_a
     early = [round(at - refused_at, 3) for at in times[1:] if at < refused_at + PAUSE_S]
     assert early == [], f"requests reached the provider during its pause, at +{early} s"
     assert len(_owners(redis_url, items)) == 2  # both processes ran items, and both waited
+
+
+def test_given_items_that_wait_for_a_saturated_model_when_they_wait_past_the_release_time_then_their_thread_runs_another_batch(  # noqa: E501
+        start_service):
+    def hold_the_only_stream(body: dict, n: int) -> Reply | None:
+        return Reply(first_token_delay_s=12) if "hold" in json.dumps(body) else None
+
+    # Two threads: one streams the held request, the other would be kept by a chunk that waits.
+    with FakeOpenAIServer(first_token_delay_s=0.05, script=hold_the_only_stream) as model:
+        service = start_service(processes=1, threads=2, BATCHLINE_CHUNK_SIZE="1", BATCHLINE_MODEL_WAIT_RELEASE_S="1",
+                                BATCHLINE_MODEL_LIMITS=json.dumps({"openai/gpt-4o-mini": {"max_streams": 1}}))
+        client = service.client()
+        limited = _openai_agent(client, model)
+        held = client.batches.create(requests=[{"agent_id": limited.id, "input": "hold"}])
+        assert model.wait_for_open_streams(1, timeout_s=20)
+        waiting = client.batches.create(requests=[{"agent_id": limited.id, "input": f"w{i}"} for i in range(2)])
+        assert wait_until(lambda: any(item.get("waiting") == "model_capacity"
+                                      for item in _items(service, waiting.id)), timeout_s=20)
+        # (raw HTTP: the SDK's strict AgentState has no `simulated` endpoint type)
+        other_model = httpx.post(f"{service.base_url}/v1/agents/", json={"model": "simulated/echo"},
+                                 headers=service.auth, timeout=10).json()
+        other = client.batches.create(requests=[{"agent_id": other_model["id"], "input": "not limited"}])
+
+        # the thread the waiting chunk held was given back, so the other model's batch ran meanwhile
+        assert wait_for_status(client, other.id, timeout_s=30).status == "completed"
+        assert client.batches.retrieve(held.id).status == "running"
+        assert model.max_open_streams == 1
+        assert wait_for_status(client, waiting.id, timeout_s=60).request_counts["succeeded"] == 2
+        assert wait_for_status(client, held.id, timeout_s=30).status == "completed"
+    dead = httpx.get(f"{service.base_url}/v1/monitor/dead-letters", headers=service.auth, timeout=10).json()
+    assert dead["dead_letters"] == []
