@@ -1,6 +1,7 @@
-"""Baselines for bench/concurrency.py, not used by Batchline: one Dramatiq message per request,
+"""Baselines, not used by Batchline. For bench/concurrency.py: one Dramatiq message per request,
 streamed either by a plain sync actor on its worker thread, or by an async actor on Dramatiq's
-event loop (which still holds a worker thread for its whole run)."""
+event loop (which still holds a worker thread for its whole run). For `python -m bench`: a no-op
+actor, Dramatiq's own ceiling on the same Redis."""
 
 from __future__ import annotations
 
@@ -36,3 +37,8 @@ async def stream_one_async(endpoint: str, done_key: str) -> None:
         async for _ in response.aiter_lines():
             pass
     broker.client.incr(done_key)
+
+
+@dramatiq.actor(queue_name="plain", max_retries=0)
+def noop() -> None:
+    """The raw ceiling: what Dramatiq alone costs per message (fetch, run, ack) on this Redis."""
