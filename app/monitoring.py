@@ -1,6 +1,7 @@
 """The monitor's snapshot (GET /v1/monitor) and the Prometheus collector (GET /metrics), both read
 from Redis on each request: a web process keeps no numbers of its own, so every web process
-answers the same, for the whole fleet."""
+answers the same. Queue, worker and model figures are the whole fleet's and carry no ids or
+prompts; the batches a snapshot lists are the caller's tenant's only."""
 
 from __future__ import annotations
 
@@ -62,11 +63,17 @@ def worker_view(fields: dict[str, str]) -> dict[str, Any]:
             "last_seen_at": _iso_us(fields.get("seen_us"))}
 
 
-def snapshot(store: Store, queues: Queues) -> dict[str, Any]:
+def snapshot(store: Store, queues: Queues, *, tenant: str | None) -> dict[str, Any]:
+    """The fleet's figures, and the batches of `tenant` only; none for an anonymous caller of a
+    public monitor (`tenant` None), who sees queues, workers and models but no batch."""
     workers = [worker_view(fields) for fields in store.monitor.workers()]
     now_s, minutes = store.monitor.minutes(last=THROUGHPUT_MINUTES)
     ttft = store.monitor.recent_ttft_s()
-    running, recent, _ = store.monitor.batches(running_limit=RUNNING_BATCHES_MAX, recent_limit=RECENT_BATCHES_MAX)
+    running: list[dict[str, Any]] = []
+    recent: list[dict[str, Any]] = []
+    if tenant is not None:
+        running, recent, _ = store.monitor.batches(tenant=tenant, running_limit=RUNNING_BATCHES_MAX,
+                                                   recent_limit=RECENT_BATCHES_MAX)
     last = store.sweeps.last()
     return {
         "generated_at": iso_from_ns(int(now_s * 1e9)),

@@ -95,6 +95,18 @@ class Queues:
         found.sort(key=lambda letter: letter["failed_ms"], reverse=True)
         return found[:limit]
 
+    def dead_letter(self, message_id: str) -> dict[str, Any] | None:
+        """One dead letter by its id, whichever queue holds it; None when none does."""
+        for name in QUEUES:
+            key = xq_name(self._key(name))
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.zscore(key, message_id)
+                pipe.hget(f"{key}.msgs", message_id)
+                failed_ms, body = pipe.execute()
+            if failed_ms is not None:
+                return _dead_letter(message_id, name, failed_ms, body)
+        return None
+
     def requeue(self, message_id: str | None = None, *, queue: str | None = None) -> list[str]:
         """Send each dead letter (one, or all of a queue or of every queue) again as a new
         message, enqueued through the app's broker so that its middleware records it; returns

@@ -103,9 +103,17 @@ class Settings(BaseSettings):
 
     #: `off` lets every caller in as the default tenant: only for a machine nobody else can reach.
     auth: Literal["on", "off"] = "on"
-    #: Open `/metrics` and `GET /v1/monitor` to callers without a key (queue and worker figures,
-    #: batch ids and counts; never prompts).
+    #: Open `/metrics` and `GET /v1/monitor` to callers without a key (queue, worker and model
+    #: figures only: such a caller is shown no batch).
     monitor_public: bool = False
+
+    #: Calls one API key may make per minute over all `/v1` routes, counted across every web
+    #: process (0: no limit).
+    rate_limit_per_minute: int = Field(6000, ge=0)
+    #: Batch requests one API key may submit per hour: a batch of N requests counts N (0: no limit).
+    batch_requests_per_hour: int = Field(1_000_000, ge=0)
+    #: How long an `Idempotency-Key` keeps answering with the batch it created (per tenant).
+    idempotency_ttl_s: int = Field(24 * 3600, ge=1)
 
     webhook_secret: SecretStr | None = None
     callback_timeout_s: float = 10.0

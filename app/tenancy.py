@@ -18,7 +18,7 @@ class InvalidTenant(ValueError):
 
 
 def check_tenant(name: str) -> str:
-    if not TENANT_PATTERN.match(name):
+    if not TENANT_PATTERN.fullmatch(name):  # match() would accept a trailing newline
         raise InvalidTenant(f"tenant {name!r} must be 1 to 64 characters of a-z, 0-9, '_', '.' or '-', "
                             "starting with a letter or digit")
     return name

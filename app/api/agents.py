@@ -23,7 +23,7 @@ from app.services import services
 from app.tenancy import owner_of
 
 agents = APIBlueprint("agents", __name__, url_prefix="/v1/agents", abp_tags=[Tag(name="agents")],
-                      abp_responses={"401": Error, "422": Error, "503": Error}, abp_security=SECURITY)
+                      abp_responses={"401": Error, "422": Error, "429": Error, "503": Error}, abp_security=SECURITY)
 
 
 class AgentPath(BaseModel):
@@ -128,5 +128,6 @@ def agent_state(agent: dict[str, Any], *, message_ids: list[str]) -> dict[str, A
         "tools": [{"id": f"tool-{name}", "name": name, "tool_type": "letta_core"} for name in agent["tools"]],
         "tool_rules": agent["tool_rules"], "sources": [], "tags": agent["tags"], "metadata": agent["metadata"],
         "created_at": agent["created_at"], "updated_at": agent["updated_at"],
-        "created_by_id": agent["created_by_id"], "message_ids": message_ids,
+        "created_by_id": agent["created_by_id"], "last_updated_by_id": agent["created_by_id"],
+        "message_ids": message_ids,
     }

@@ -6,11 +6,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Response, jsonify, request
+from flask import Response, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
 from app.api.auth import SECURITY, current_tenant
 from app.api.errors import ApiError, invalid_field, not_found
+from app.api.idempotency import body_fingerprint, idempotency_key
+from app.api.rate_limits import charge_batch_requests
 from app.callbacks import UnresolvableCallbackHost, UnsafeCallbackTarget, check_target
 from app.outage import outage
 from app.queues import Queues
@@ -27,6 +29,7 @@ from app.schemas.batches import (
 from app.schemas.common import Error, PageQuery
 from app.schemas.messages import BatchMessages
 from app.services import services
+from app.store.batches import IdempotencyKeyReused
 from app.tasks import FINALIZE_BATCH, START_BATCH
 from app.tenancy import owner_of
 from app.vocabulary import BatchStatus
@@ -39,16 +42,17 @@ CREATED_READ_WAIT_S = 10.0
 STATUS_SCAN_PAGE = 500
 
 batches = APIBlueprint("batches", __name__, url_prefix="/v1/messages/batches",
-                       abp_tags=[Tag(name="batches")], abp_responses={"401": Error, "422": Error, "503": Error},
-                       abp_security=SECURITY)
+                       abp_tags=[Tag(name="batches")],
+                       abp_responses={"401": Error, "422": Error, "429": Error, "503": Error}, abp_security=SECURITY)
 
 
-@batches.post("", responses={200: BatchJob, 404: Error, 413: Error, 415: Error}, strict_slashes=False)
+@batches.post("", responses={200: BatchJob, 404: Error, 409: Error, 413: Error, 415: Error}, strict_slashes=False)
 def create_batch(body: CreateBatch) -> Any:
     """Submit a batch of agent requests; it runs in the background.
 
     Answered as soon as the batch is stored and its start is enqueued, whatever its size.
-    An `Idempotency-Key` header makes a retried submission answer with the first batch.
+    An `Idempotency-Key` header (at most 255 characters, kept 24 hours by default) makes a
+    retried submission answer with the first batch; the same key with another body is a 409.
     """
     svc = services()
     for index, item in enumerate(body.requests):
@@ -67,11 +71,17 @@ def create_batch(body: CreateBatch) -> Any:
         except UnsafeCallbackTarget as exc:
             raise ApiError(422, f"Invalid request: {exc}.", errors=[{"loc": ["callback_url"], "msg": str(exc)}]) \
                 from None
-    key = request.headers.get("Idempotency-Key") or None
-    batch_id, created = svc.store.batches.create(
-        requests=body.requests, callback_url=body.callback_url, metadata=body.metadata,
-        completion_window_s=svc.settings.completion_window_s, tenant=tenant,
-        idempotency_key=key)
+    key = idempotency_key()
+    try:
+        batch_id, created = svc.store.batches.create(
+            requests=body.requests, callback_url=body.callback_url, metadata=body.metadata,
+            completion_window_s=svc.settings.completion_window_s, tenant=tenant,
+            idempotency_key=key, fingerprint=body_fingerprint(body), idempotency_ttl_s=svc.settings.idempotency_ttl_s,
+            admit=lambda: charge_batch_requests(len(body.requests)))
+    except IdempotencyKeyReused as exc:
+        raise ApiError(409, f"Idempotency-Key {key!r} was already used with a different request body (batch "
+                            f"{exc.batch_id!r}); send the same body to get that batch, or a new key for a new "
+                            "batch.") from None
     if created:
         logger.info("Batch %s created with %d requests", batch_id, len(body.requests))
     _ensure_started(batch_id, resend=not created)

@@ -22,8 +22,8 @@ logger = logging.getLogger(__name__)
 NDJSON = "application/x-ndjson"
 
 results = APIBlueprint("results", __name__, url_prefix="/v1/messages/batches",
-                       abp_tags=[Tag(name="batches")], abp_responses={"401": Error, "422": Error, "503": Error},
-                       abp_security=SECURITY)
+                       abp_tags=[Tag(name="batches")],
+                       abp_responses={"401": Error, "422": Error, "429": Error, "503": Error}, abp_security=SECURITY)
 
 
 @results.get("/<batch_id>/results", responses={404: Error})

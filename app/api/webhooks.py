@@ -17,10 +17,10 @@ from app.services import services
 
 callback_attempts = APIBlueprint("callback_attempts", __name__, url_prefix="/v1/messages/batches",
                                  abp_tags=[Tag(name="batches")], abp_security=SECURITY,
-                                 abp_responses={"401": Error, "422": Error, "503": Error})
+                                 abp_responses={"401": Error, "422": Error, "429": Error, "503": Error})
 webhook_secret = APIBlueprint("webhook_secret", __name__, url_prefix="/v1",
                               abp_tags=[Tag(name="webhooks")], abp_security=SECURITY,
-                              abp_responses={"401": Error, "422": Error, "503": Error})
+                              abp_responses={"401": Error, "422": Error, "429": Error, "503": Error})
 
 
 @callback_attempts.get("/<batch_id>/callback-attempts", responses={200: CallbackAttempts, 404: Error})

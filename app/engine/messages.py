@@ -11,24 +11,27 @@ from app.schemas.messages import content_parts
 
 
 def new_message(role: str, content: list[dict[str, Any]], *, agent_id: str, batch_item_id: str | None,
-                **fields: Any) -> dict[str, Any]:
+                created_by_id: str = DEFAULT_USER_ID, **fields: Any) -> dict[str, Any]:
+    """A stored message; `created_by_id` is the tenant that owns the agent."""
     created = now_iso()
     return {
         "id": new_id("message"), "role": role, "content": content, "agent_id": agent_id,
         "batch_item_id": batch_item_id, "model": None, "name": None, "tool_calls": None,
         "tool_call_id": None, "tool_returns": None, "step_id": None, "otid": None, "sender_id": None,
-        "is_err": None, "created_at": created, "updated_at": created, "created_by_id": DEFAULT_USER_ID,
+        "is_err": None, "created_at": created, "updated_at": created, "created_by_id": created_by_id,
         **fields,
     }
 
 
-def input_messages(request: LettaRequest, *, agent_id: str, batch_item_id: str | None) -> list[dict[str, Any]]:
+def input_messages(request: LettaRequest, *, agent_id: str, batch_item_id: str | None,
+                   created_by_id: str = DEFAULT_USER_ID) -> list[dict[str, Any]]:
     """The request's input as stored messages: `input` is one user message."""
     if request.input is not None:
-        return [new_message("user", content_parts(request.input), agent_id=agent_id, batch_item_id=batch_item_id)]
+        return [new_message("user", content_parts(request.input), agent_id=agent_id, batch_item_id=batch_item_id,
+                            created_by_id=created_by_id)]
     return [
         new_message(message.role, content_parts(message.content), agent_id=agent_id, batch_item_id=batch_item_id,
-                    name=message.name, otid=message.otid, sender_id=message.sender_id)
+                    created_by_id=created_by_id, name=message.name, otid=message.otid, sender_id=message.sender_id)
         for message in request.plain_messages
     ]
 

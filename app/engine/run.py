@@ -29,6 +29,7 @@ from app.providers.retry import RetryPolicy, stream_with_retries
 from app.schemas.batches import LettaRequest
 from app.schemas.messages import ToolReturnItem
 from app.store.runs import RunRecord
+from app.tenancy import owner_of
 from app.vocabulary import SUCCESS_STOP_REASONS, ItemStatus, StopReason
 
 logger = logging.getLogger(__name__)
@@ -243,6 +244,9 @@ class AgentRun:
         return {"agent_id": self.agent["id"], "batch_item_id": self.batch_item_id, "step_id": step_id}
 
     def _append(self, message: dict[str, Any]) -> None:
+        # Every message the run writes belongs to the agent's tenant (stamped here rather than
+        # passed through each builder).
+        message["created_by_id"] = owner_of(self.agent.get("created_by_id"))
         self.messages.append(message)
 
     def _record_assistant(self, response: ModelResponse, calls: list[ToolCall], step_id: str) -> None:

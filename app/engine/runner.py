@@ -25,6 +25,7 @@ from app.schemas.batches import LettaRequest
 from app.settings import Settings
 from app.store import Store
 from app.store.runs import ALREADY_ANSWERED, Commit, RunRecord
+from app.tenancy import owner_of
 from app.vocabulary import ItemStatus, StopReason, item_status_for_stop, stop_reason_for_stop
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,8 @@ class RequestRunner:
     def prepare(self, agent: dict[str, Any], request: LettaRequest, *, batch_item_id: str | None = None,
                 started_ns: int | None = None) -> AgentRun:
         """The run, ready to execute. Raises ApprovalConflict or PromptTooLarge."""
-        inputs = input_messages(request, agent_id=agent["id"], batch_item_id=batch_item_id)
+        inputs = input_messages(request, agent_id=agent["id"], batch_item_id=batch_item_id,
+                                created_by_id=owner_of(agent.get("created_by_id")))
         budget = context_budget_bytes(agent["llm_config"])
         system_bytes = len(compile_system_prompt(agent["system"], agent.get("blocks", [])))
         input_bytes = sum(_content_bytes(message) for message in inputs)
@@ -110,7 +112,8 @@ class RequestRunner:
             return await self._commit(agent["id"], self._failed(StopReason.ERROR, str(exc), started_ns), item, None)
         except PromptTooLarge as exc:
             record = self._failed(exc.stop_reason, str(exc), started_ns)
-            record.messages = input_messages(request, agent_id=agent["id"], batch_item_id=batch_item_id)
+            record.messages = input_messages(request, agent_id=agent["id"], batch_item_id=batch_item_id,
+                                            created_by_id=owner_of(agent.get("created_by_id")))
             return await self._commit(agent["id"], record, item, None, inputs=len(record.messages))
         try:
             await run.execute(timeout_s=self.settings.item_timeout_s)

@@ -4,6 +4,7 @@ indexes ordered by creation. State transitions run as Lua scripts (app/lua/)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +24,25 @@ from app.vocabulary import (
     stop_reason_for_stop,
 )
 
-#: How long an Idempotency-Key keeps answering with the batch it created.
+#: How long an Idempotency-Key keeps answering with the batch it created (the setting's default).
 IDEMPOTENCY_TTL_S = 24 * 3600
+
+
+class IdempotencyKeyReused(Exception):
+    """The Idempotency-Key already names a batch made from another request body."""
+
+    def __init__(self, batch_id: str) -> None:
+        super().__init__(batch_id)
+        self.batch_id = batch_id
+
+
+def _same_request(stored: str, fingerprint: str) -> str:
+    """The batch id stored with a key ("<batch id> <body fingerprint>"), if the bodies match.
+    A value written before fingerprints were kept is a bare id: taken as a match."""
+    batch_id, _, stored_fingerprint = stored.partition(" ")
+    if stored_fingerprint and stored_fingerprint != fingerprint:
+        raise IdempotencyKeyReused(batch_id)
+    return batch_id
 
 
 @dataclass(frozen=True)
@@ -50,12 +68,17 @@ class BatchStore:
 
     def create(self, *, requests: list[LettaBatchRequest], callback_url: str | None,
                metadata: dict[str, Any] | None, completion_window_s: float,
-               tenant: str = DEFAULT_TENANT, idempotency_key: str | None = None) -> tuple[str, bool]:
+               tenant: str = DEFAULT_TENANT, idempotency_key: str | None = None, fingerprint: str = "",
+               idempotency_ttl_s: int = IDEMPOTENCY_TTL_S,
+               admit: Callable[[], None] | None = None) -> tuple[str, bool]:
         """Store a batch and its items in one transaction; return (batch id, created).
 
-        With an idempotency key already used, nothing is stored and the earlier batch id is returned.
-        The key is written in the same transaction as the batch (WATCHed), so a web process that
-        dies half way leaves neither a key without a batch nor two batches for one key.
+        With an idempotency key already used, nothing is stored and the earlier batch id is returned
+        if `fingerprint` (of the request body) matches the one stored with the key, else
+        IdempotencyKeyReused is raised. The key is written in the same transaction as the batch
+        (WATCHed), so a web process that dies half way leaves neither a key without a batch nor two
+        batches for one key; a concurrent request with the same key waits for the winner's batch.
+        `admit` is called only when a new batch is about to be stored, and may raise to refuse it.
         """
         batch_id = new_id("job")
         key = keys.idempotency(tenant, idempotency_key) if idempotency_key is not None else None
@@ -65,16 +88,19 @@ class BatchStore:
                     if key is not None:
                         pipe.watch(key)
                         if (earlier := pipe.get(key)) is not None:
-                            return earlier, False
+                            return _same_request(earlier, fingerprint), False
+                    if admit is not None:
+                        admit()
                     self._store(pipe, batch_id, requests=requests, callback_url=callback_url, metadata=metadata,
-                                completion_window_s=completion_window_s, tenant=tenant, idempotency_key=key)
+                                completion_window_s=completion_window_s, tenant=tenant, idempotency_key=key,
+                                idempotency_value=f"{batch_id} {fingerprint}", idempotency_ttl_s=idempotency_ttl_s)
                     return batch_id, True
                 except redis.WatchError:
                     continue  # a concurrent request with the same key won: answer with its batch
 
     def _store(self, pipe: redis.client.Pipeline, batch_id: str, *, requests: list[LettaBatchRequest],
                callback_url: str | None, metadata: dict[str, Any] | None, completion_window_s: float,
-               tenant: str, idempotency_key: str | None) -> None:
+               tenant: str, idempotency_key: str | None, idempotency_value: str, idempotency_ttl_s: int) -> None:
         seconds, micros = self.client.time()
         created_us = seconds * 1_000_000 + micros
         agent_ids = {request.agent_id for request in requests}
@@ -104,7 +130,7 @@ class BatchStore:
         pipe.zadd(keys.DEADLINES, {batch_id: fields["expires_us"]})
         pipe.hincrby(keys.METRIC_COUNTERS, "batches_created_total", 1)
         if idempotency_key is not None:
-            pipe.set(idempotency_key, batch_id, ex=IDEMPOTENCY_TTL_S)
+            pipe.set(idempotency_key, idempotency_value, ex=idempotency_ttl_s)
         pipe.execute()
 
     def get(self, batch_id: str) -> dict[str, Any] | None:

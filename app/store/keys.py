@@ -78,6 +78,10 @@ def item(item_id: str) -> str:
     return f"{PREFIX}item:{item_id}"
 
 
+#: Prefix of the rate-limit counters (written by flask-limiter's storage, app/api/rate_limits.py).
+RATE_LIMITS = PREFIX + "ratelimit"
+
+
 def idempotency(tenant: str, key: str) -> str:
     return f"{PREFIX}idem:{tenant}:{key}"
 

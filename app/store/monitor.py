@@ -11,6 +11,7 @@ import redis
 
 from app.store import keys
 from app.store.batches import batch_job
+from app.tenancy import owner_of
 from app.vocabulary import BatchStatus
 
 #: Histogram bounds of the time to first token, in seconds.
@@ -100,22 +101,34 @@ class MonitorStore:
 
     # -- batches -------------------------------------------------------------------------------
 
-    def batches(self, *, running_limit: int, recent_limit: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
-                                                                         float]:
-        """(running batches, newest first; the most recent other batches, newest first; Redis
-        time in seconds), as stored BatchJob dicts with `created_us`."""
+    def batches(self, *, tenant: str, running_limit: int,
+                recent_limit: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], float]:
+        """(the tenant's running batches, newest first; its most recent other batches, newest
+        first; Redis time in seconds), as stored BatchJob dicts with `created_us`."""
         active = self.client.zrevrange(keys.ACTIVE_BATCHES, 0, ACTIVE_SCAN - 1)
-        latest = self.client.zrevrange(keys.BATCHES, 0, recent_limit + running_limit - 1)
+        latest = self.client.zrevrange(keys.tenant_batches(tenant), 0, recent_limit + running_limit - 1)
         ids = list(dict.fromkeys([*active, *latest]))
         with self.client.pipeline(transaction=False) as pipe:
             for batch_id in ids:
                 pipe.hgetall(keys.batch(batch_id))
             pipe.time()
             *found, (seconds, micros) = pipe.execute()
-        stored = sorted((fields for fields in found if fields), key=lambda f: int(f["created_us"]), reverse=True)
+        # The active index holds every tenant's batches: keep only the caller's.
+        stored = sorted((fields for fields in found if fields and owner_of(fields.get("created_by_id")) == tenant),
+                        key=lambda f: int(f["created_us"]), reverse=True)
         running = [_with_created(f) for f in stored if f["status"] == BatchStatus.RUNNING][:running_limit]
         recent = [_with_created(f) for f in stored if f["status"] != BatchStatus.RUNNING][:recent_limit]
         return running, recent, seconds + micros / 1_000_000
+
+    def batch_owners(self, batch_ids: list[str]) -> dict[str, str | None]:
+        """The tenant of each batch; None for one that is not (or no longer) stored."""
+        unique = list(dict.fromkeys(batch_ids))
+        with self.client.pipeline(transaction=False) as pipe:
+            for batch_id in unique:
+                pipe.hget(keys.batch(batch_id), "created_by_id")
+            found = pipe.execute()
+        return {batch_id: None if owner is None else owner_of(owner)
+                for batch_id, owner in zip(unique, found, strict=True)}
 
 
 def _with_created(fields: dict[str, str]) -> dict[str, Any]:

@@ -43,7 +43,36 @@ def test_given_concurrent_posts_with_one_key_when_they_race_then_one_batch_exist
     store = app.extensions["batchline"].store
     assert len(set(answers)) == 1 and len(answers) == 8
     assert store.client.zcard(keys.BATCHES) == 1
-    assert store.client.get(keys.idempotency("default", "race")) == answers[0]
+    assert store.client.get(keys.idempotency("default", "race")).startswith(answers[0])
+
+
+def test_given_concurrent_posts_with_one_key_and_two_bodies_when_they_race_then_one_batch_and_the_rest_409(
+        app, agent_id, redis_url):
+    bodies = [{"requests": [{"agent_id": agent_id, "input": text}] * 50} for text in ("a", "b")]
+    answers: list[tuple[int, int, str]] = []
+    barrier = threading.Barrier(8)
+
+    def post(which: int) -> None:
+        client = app.test_client()
+        barrier.wait()
+        response = client.post("/v1/messages/batches", json=bodies[which], headers={"Idempotency-Key": "race2"})
+        answers.append((which, response.status_code, response.get_json().get("id") or response.get_json()["detail"]))
+
+    threads = [threading.Thread(target=post, args=(index % 2,)) for index in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    store = app.extensions["batchline"].store
+    assert store.client.zcard(keys.BATCHES) == 1
+    batch_id = store.client.zrange(keys.BATCHES, 0, -1)[0]
+    winner = {which for which, status, _ in answers if status == 200}
+    assert len(winner) == 1 and len(answers) == 8
+    for which, status, said in answers:
+        if which in winner:
+            assert status == 200 and said == batch_id
+        else:
+            assert status == 409 and batch_id in said
 
 
 def test_given_the_start_message_cannot_be_sent_when_posted_then_the_batch_is_kept_for_the_sweep_to_start(

@@ -15,7 +15,7 @@ def test_given_the_app_when_the_dashboard_is_fetched_then_the_page_and_its_scrip
     policy = page.headers["Content-Security-Policy"]
     assert "default-src 'none'" in policy and "script-src 'self'" in policy and "connect-src 'self'" in policy
     scripts = sorted(path.name for path in STATIC_DIR.glob("*.js"))
-    assert scripts == ["dashboard.js", "draw.js"]
+    assert scripts == ["dashboard.js", "draw.js", "key.js"]
     for name in scripts:
         assert f'src="/dashboard/static/{name}"'.encode() in page.data
         script = client.get(f"/dashboard/static/{name}")
@@ -42,3 +42,12 @@ def test_given_the_project_metadata_when_packaged_then_every_dashboard_file_is_p
     assert {"static/dashboard/index.html", "static/dashboard/dashboard.js"} <= set(files)
     assert all(any(fnmatch(name, pattern) for pattern in patterns) for name in files), files
 
+
+
+def test_given_no_api_key_when_the_dashboard_is_fetched_then_the_page_loads_with_a_key_form_and_its_data_needs_a_key(
+        anonymous_client):
+    page = anonymous_client.get("/dashboard")
+    assert page.status_code == 200 and b'id="key-form"' in page.data and b'type="password"' in page.data
+    assert anonymous_client.get("/dashboard/static/key.js").status_code == 200
+    for path in ("/v1/monitor", "/v1/messages/batches", "/v1/monitor/dead-letters"):
+        assert anonymous_client.get(path).status_code == 401, path

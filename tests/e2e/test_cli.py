@@ -10,9 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+
 from app.embedded_redis import free_port
 from tests.e2e.conftest import Service
 from tests.support.processes import REPO
+from tests.support.tenants import create_key
 
 BATCHLINE = Path(sys.executable).parent / "batchline"
 
@@ -93,3 +96,17 @@ def test_given_a_service_when_a_missing_batch_a_bad_line_or_a_line_without_agent
                     "requests.1.input: must be a string or a list of content parts. (HTTP 422)")
     _one_line_error(run_cli("submit", str(no_agent), "--agent", "agent-missing", service=service),
                     "no_agent.jsonl, line 1: Agent 'agent-missing' (requests[0].agent_id) not found. (HTTP 404)")
+
+
+def test_given_a_real_service_when_monitor_once_runs_with_each_tenant_s_key_then_each_sees_only_its_batch(
+        start_service, redis_url):
+    service = start_service(workers=False)
+    agent = httpx.post(f"{service.base_url}/v1/agents/", json={"model": "simulated/echo"}, headers=service.auth)
+    batch = httpx.post(f"{service.base_url}/v1/messages/batches", headers=service.auth,
+                       json={"requests": [{"agent_id": agent.json()["id"], "input": "q"}]}).json()["id"]
+    mine = run_cli("monitor", "--once", service=service)  # the key file of the first start
+    assert mine.returncode == 0 and batch in mine.stdout, mine.stderr
+    theirs = run_cli("monitor", "--once", service=service, BATCHLINE_API_KEY=create_key(redis_url, tenant="b"))
+    assert theirs.returncode == 0 and "batches" in theirs.stdout and batch not in theirs.stdout, theirs.stderr
+    refused = run_cli("monitor", "--once", service=service, BATCHLINE_API_KEY="bl_" + "x" * 40)
+    assert refused.returncode == 1 and "Invalid API key" in refused.stderr and "Traceback" not in refused.stderr

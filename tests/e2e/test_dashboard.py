@@ -1,6 +1,7 @@
-"""The dashboard in a real headless Chromium, against real gunicorn and dramatiq processes: it draws
-a batch's progress to 100 %, cancels another with its button, escapes what clients sent, fits a
-phone's screen and loads nothing from outside this machine."""
+"""The dashboard in a real headless Chromium, against real gunicorn and dramatiq processes: it asks
+for the API key (again when one is refused) and keeps it out of URLs and the page, draws a batch's
+progress to 100 %, shows no other tenant's batch, cancels another with its button, escapes what
+clients sent, fits a phone's screen and loads nothing from outside this machine."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tests.e2e.conftest import wait_for_status
 from tests.e2e.test_sdk_end_to_end import _openai_agent
 from tests.fakes.model_servers import FakeOpenAIServer
 from tests.support.browser import ensure_chromium, foreign_requests, headless_chromium
+from tests.support.tenants import create_key
 
 #: Each request of the watched batch waits this long for its first token, so the page sees it run.
 FIRST_TOKEN_S = 3.0
@@ -45,16 +47,34 @@ def _open(browser: Any, url: str, viewport: dict[str, int]) -> tuple[Any, list[s
     return page, requested, problems
 
 
+def _enter_key(page: Any, key: str) -> None:
+    from playwright.sync_api import expect
+
+    expect(page.locator("#key-form")).to_be_visible(timeout=SEE_MS)
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Open dashboard").click()
+
+
 def test_given_the_dashboard_open_when_a_batch_runs_and_another_is_cancelled_by_its_button_then_the_page_shows_both_from_local_requests_only(  # noqa: E501
-        start_service, chromium_path: str, tmp_path: Path):
+        start_service, chromium_path: str, tmp_path: Path, redis_url: str):
     from playwright.sync_api import expect
 
     with FakeOpenAIServer(first_token_delay_s=FIRST_TOKEN_S) as quick, \
             FakeOpenAIServer(first_token_delay_s=HOLD_S) as held, headless_chromium(chromium_path) as browser:
         service = start_service()
         client = service.client()
+        other = service.client(api_key=create_key(redis_url, tenant="b"))
+        theirs = other.batches.create(requests=[{"agent_id": _openai_agent(other, quick).id, "input": "b"}])
         page, requested, problems = _open(browser, f"{service.base_url}/dashboard", DESKTOP)
+        # No key yet: the page asks for one, says why, and shows no data.
+        expect(page.locator("#key-note")).to_contain_text("Missing API key", timeout=SEE_MS)
+        expect(page.locator("#content")).to_be_hidden()
+        _enter_key(page, "bl_" + "x" * 40)
+        expect(page.locator("#key-note")).to_contain_text("That API key was refused", timeout=SEE_MS)
+        _enter_key(page, service.api_key)
         expect(page.locator("#updated")).to_contain_text("updated", timeout=SEE_MS)
+        expect(page.locator("#key-form")).to_be_hidden()
+        assert page.evaluate("window.sessionStorage.getItem('batchline.apiKey')") == service.api_key
         monitor_missing = httpx.get(f"{service.base_url}/v1/monitor", headers=service.auth).status_code == 404
         expect(page.locator("#monitor-note")).to_be_visible(visible=monitor_missing)
 
@@ -71,6 +91,8 @@ def test_given_the_dashboard_open_when_a_batch_runs_and_another_is_cancelled_by_
         expect(done.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100", timeout=SEE_MS)
         expect(done.locator('[data-role="status"]')).to_have_text("completed")
         assert wait_for_status(client, watched.id).status == "completed"
+        assert wait_for_status(other, theirs.id).status == "completed"
+        expect(page.locator(f'li[data-batch-id="{theirs.id}"]')).to_have_count(0)  # another tenant's batch
 
         done.click()
         expect(page.locator("#detail-status")).to_have_text("completed", timeout=SEE_MS)
@@ -93,13 +115,16 @@ def test_given_the_dashboard_open_when_a_batch_runs_and_another_is_cancelled_by_
             "cancelled", timeout=SEE_MS)
         assert client.batches.retrieve(stuck.id).status == "cancelled"
 
+        assert service.api_key not in page.content() and service.api_key not in page.url
         phone, phone_requested, phone_problems = _open(browser, f"{service.base_url}/dashboard", PHONE)
+        _enter_key(phone, service.api_key)  # another browser context: its own session storage
         expect(phone.locator(f'#recent li[data-batch-id="{stuck.id}"]')).to_be_visible(timeout=SEE_MS)
         # Nothing wider than the phone: wide tables scroll inside their own box, not the page.
         assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
         phone.screenshot(path=str(tmp_path / "dashboard-phone.png"), full_page=True)
 
     assert requested and phone_requested
+    assert not [url for url in requested + phone_requested if service.api_key in url]
     assert foreign_requests(requested + phone_requested) == []
     assert problems + phone_problems == []
     for name in ("dashboard-desktop.png", "dashboard-phone.png"):
@@ -140,6 +165,10 @@ def test_given_a_monitor_answer_of_the_contract_shape_when_drawn_then_every_sect
 
     def monitor(route: Route) -> None:
         method, path = route.request.method, route.request.url.split("?")[0].split("/v1/monitor", 1)[1]
+        if route.request.headers.get("authorization") != f"Bearer {service.api_key}":
+            route.fulfill(status=401, content_type="application/json", headers={"WWW-Authenticate": "Bearer"},
+                          body=json.dumps({"detail": "Missing API key."}))
+            return
         calls.append((method, path))
         if path == "":
             body: Any = _monitor_sample("job-sample")
@@ -154,6 +183,7 @@ def test_given_a_monitor_answer_of_the_contract_shape_when_drawn_then_every_sect
         page, requested, problems = _open(browser, "about:blank", DESKTOP)
         page.route("**/v1/monitor**", monitor)
         page.goto(f"{service.base_url}/dashboard")
+        _enter_key(page, service.api_key)
         expect(page.locator("#queues tbody tr")).to_have_count(3, timeout=SEE_MS)
         expect(page.locator("#monitor-note")).to_be_hidden()
         expect(page.locator("#queues tbody tr").nth(1)).to_contain_text("1.5 s")

@@ -1,6 +1,6 @@
 """The monitor API and /metrics against real processes: the counts it shows are the queues' and
-workers' real state, dead letters can be requeued and discarded, and the Prometheus numbers move
-with a batch run by a separate worker process."""
+workers' real state (its batches only the caller's tenant's), dead letters can be requeued and
+discarded, and the Prometheus numbers move with a batch run by a separate worker process."""
 
 from __future__ import annotations
 
@@ -15,14 +15,16 @@ from tests.e2e.conftest import wait_for_status, wait_until
 from tests.e2e.test_sdk_end_to_end import _openai_agent
 from tests.fakes.model_servers import FakeOpenAIServer
 from tests.support.processes import worker_process
+from tests.support.tenants import create_key
 
 #: How long the model holds each stream before its first token: long enough to see them open.
 HOLD_S = 6.0
 IDLE = {"ready": 0, "delayed": 0, "in_flight": 0, "dead": 0}
 
 
-def _monitor(service) -> dict:
-    response = httpx.get(f"{service.base_url}/v1/monitor", headers=service.auth)
+def _monitor(service, key: str | None = None) -> dict:
+    headers = {"Authorization": f"Bearer {key}"} if key else service.auth
+    response = httpx.get(f"{service.base_url}/v1/monitor", headers=headers)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -56,6 +58,10 @@ def test_given_the_worker_stopped_when_a_batch_is_submitted_then_the_monitor_sho
         assert _queues(service)["batches"]["latency_s"] >= 0.3
         shown = {b["id"]: b for b in _monitor(service)["batches"]}[batch.id]
         assert shown["request_counts"]["pending"] == 12 and shown["eta_s"] is None
+        # Another tenant sees the same queues, but not this tenant's batch.
+        seen_by_other = _monitor(service, create_key(redis_url, tenant="b"))
+        assert seen_by_other["batches"] == seen_by_other["recent_batches"] == []
+        assert {q["name"]: q["ready"] for q in seen_by_other["queues"]}["batches"] == 1
 
         service.add_worker(threads=4)
         assert model.wait_for_open_streams(12, timeout_s=15)

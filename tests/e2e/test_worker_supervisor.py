@@ -91,7 +91,7 @@ def test_given_the_procfile_under_honcho_when_a_worker_child_is_killed_then_it_i
 
         def owners() -> set[int]:
             items = [store.hgetall(f"bl:item:{item['id']}") for item in httpx.get(
-                f"{base}/v1/messages/batches/{batch['id']}/requests", params={"limit": 100}).json()]
+                f"{base}/v1/messages/batches/{batch['id']}/requests", headers=auth, params={"limit": 100}).json()]
             return {int(item["lease_owner"].split(":")[1]) for item in items
                     if item.get("status") == "running" and item.get("lease_owner")}
 

@@ -7,7 +7,7 @@ const ITEMS_PAGE = 100;          // requests shown per page in the drill-down
 const FALLBACK_BATCHES = 50;     // batches listed when /v1/monitor is missing
 const DONE = ["succeeded", "errored", "cancelled", "expired"];
 
-const state = { selected: null, pages: [null], lastItems: [], timer: null };
+const state = { selected: null, pages: [null], lastItems: [], timer: null, needKey: false };
 
 // ---- batches ----------------------------------------------------------------------------------
 function progress(counts) {
@@ -222,6 +222,8 @@ async function refresh() {
     drawBatches(listed.filter((b) => b.status === "running"), listed.filter((b) => b.status !== "running"));
   }
   await Promise.all([refreshDead(), refreshDetail()]);
+  $("content").hidden = false;
+  $("forget-key").hidden = !storedKey();
   $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
 }
 
@@ -233,7 +235,7 @@ async function act(action) {
     await refresh();
     showError(null);
   } catch (error) {
-    showError(error.message);
+    failed(error);
   }
   schedule();
 }
@@ -243,11 +245,15 @@ function showError(message) {
   $("error").textContent = message || "";
 }
 
-function schedule() { clearTimeout(state.timer); state.timer = setTimeout(tick, POLL_MS); }
+function schedule() {
+  clearTimeout(state.timer);
+  if (!state.needKey) state.timer = setTimeout(tick, POLL_MS);
+}
 
 async function tick() {
+  if (state.needKey) return;
   if (document.hidden) return schedule();  // no polling from a background tab
-  try { await refresh(); showError(null); } catch (error) { showError(error.message); }
+  try { await refresh(); showError(null); } catch (error) { failed(error); }
   schedule();
 }
 
@@ -284,7 +290,9 @@ function wire() {
     deadAction("POST", "/v1/monitor/dead-letters/requeue", "Requeue every dead letter?"));
   $("discard-all").addEventListener("click", () =>
     deadAction("DELETE", "/v1/monitor/dead-letters", "Discard every dead letter for good?"));
-  document.addEventListener("visibilitychange", () => { if (!document.hidden) act(async () => {}); });
+  document.addEventListener("visibilitychange", () => { if (!document.hidden && !state.needKey) act(async () => {}); });
+  $("key-form").addEventListener("submit", useKey);
+  $("forget-key").addEventListener("click", () => askForKey("Enter an API key to open the dashboard."));
 }
 
 wire();

@@ -30,7 +30,10 @@ class HttpError extends Error {
 }
 
 async function api(method, path) {
-  const response = await fetch(path, { method, headers: { Accept: "application/json" } });
+  const headers = { Accept: "application/json" };
+  const key = storedKey();
+  if (key) headers.Authorization = `Bearer ${key}`;
+  const response = await fetch(path, { method, headers, credentials: "omit", cache: "no-store" });
   const text = await response.text();
   let body = null;
   try { body = text ? JSON.parse(text) : null; } catch (_) { body = null; }
