@@ -29,6 +29,9 @@ from tests.support.processes import _wait_for_log
 
 #: Requests per batch are spread over this many agents (each item reads its agent's history).
 AGENTS = 1
+#: Pause between the GETs of the batch poller: 50 GETs/s stays under the default rate limit of
+#: 6,000 calls a minute per key, however long a run takes.
+POLL_PAUSE_S = 0.02
 
 
 def raw_ceiling(dep: Deployment, *, messages: int, threads: int) -> dict[str, Any]:
@@ -99,7 +102,7 @@ def simulated(dep: Deployment, *, requests: int, processes: int, threads: int,
 
 
 class _Poller(threading.Thread):
-    """GETs a batch back to back, recording each answer's latency, until told to stop."""
+    """GETs a batch every POLL_PAUSE_S, recording each answer's latency, until told to stop."""
 
     def __init__(self, dep: Deployment, batch_id: str) -> None:
         super().__init__(daemon=True)
@@ -109,14 +112,22 @@ class _Poller(threading.Thread):
         self.done = threading.Event()
 
     def run(self) -> None:
+        try:
+            self._poll()
+        finally:
+            self.done.set()  # also when a GET failed: the caller then sees the status it reached
+
+    def _poll(self) -> None:
         with self._dep.http() as http:
             while not self.done.is_set():
                 started = time.perf_counter()
                 answer = http.get(f"/v1/messages/batches/{self._batch_id}")
                 self.latencies_s.append(time.perf_counter() - started)
+                answer.raise_for_status()
                 self.status = answer.json()["status"]
                 if self.status in ("completed", "failed", "cancelled", "expired"):
                     self.done.set()
+                time.sleep(POLL_PAUSE_S)
 
 
 def streaming(dep: Deployment, *, requests: int, processes: int, threads: int, ttft_s: float,
