@@ -4,9 +4,9 @@ token). Each contender runs in a fresh process that measures only its own stream
 
     python -m bench.http_clients [--requests 2000] [--concurrency 1000] [--ttft-s 1.0]
 
-Contenders: a bare httpx.AsyncClient configured as Batchline's make_http_client, a bare
-aiohttp.ClientSession, and Batchline's own OpenAI provider (SSE parsing and accumulation
-included) on the client `make_http_client` gives it.
+Contenders: a bare httpx.AsyncClient configured as Batchline's was before it moved to aiohttp,
+a bare aiohttp.ClientSession, and Batchline's own OpenAI provider (SSE parsing and accumulation
+included) on the client `make_http_client` gives it (aiohttp).
 """
 
 from __future__ import annotations
@@ -34,11 +34,14 @@ def _cpu() -> float:
 
 
 async def _bare_httpx(url: str, requests: int, concurrency: int) -> None:
-    from app.providers import make_http_client
-    from app.settings import Settings
+    import httpx
 
+    # As Batchline configured httpx before aiohttp: no pool cap, and no idle keep-alive
+    # connections (at this concurrency httpcore 1.x hands one idle connection to every queued
+    # request and lets the losers retry, encode/httpcore#1035).
     gate = asyncio.Semaphore(concurrency)
-    async with make_http_client(Settings(_env_file=None)) as client:  # type: ignore[call-arg]
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=300.0), limits=limits) as client:
 
         async def one() -> None:
             async with gate, client.stream("POST", f"{url}/chat/completions", json=_BODY) as response:
