@@ -13,6 +13,7 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
+from app.settings import DEFAULT_CHUNK_SIZE
 from bench.harness import (
     ZERO_DELAY,
     Deployment,
@@ -150,8 +151,9 @@ def streaming(dep: Deployment, *, requests: int, processes: int, threads: int, t
         poller.done.set()
         poller.join(timeout=30)
     assert poller.status == "completed", poller.status
-    capacity = processes * max_streams
-    ideal = math.ceil(requests / capacity) * ttft_s
+    # Streams one process holds: a chunk per thread, every item of it at once, up to the cap.
+    capacity = processes * min(max_streams, threads * DEFAULT_CHUNK_SIZE)
+    ideal = max(1.0, requests / capacity) * ttft_s
     latencies = sorted(poller.latencies_s)
     return {"requests": requests, "processes": processes, "threads": threads, "ttft_s": ttft_s,
             "seconds": elapsed, "ideal_s": ideal, "wall_vs_ideal": elapsed / ideal,
