@@ -30,6 +30,31 @@ if TYPE_CHECKING:
 METADATA_ADDRESSES = frozenset({ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")})
 #: The well-known NAT64 prefix (RFC 6052): its addresses reach the IPv4 address in their low bits.
 NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")
+#: Ranges refused besides every address Python's `is_global` calls non-global. Python 3.11's
+#: tables predate some entries of the IANA special-purpose registries, and count as global some
+#: blocks no webhook receiver lives in (protocol anycast, AS112 sinks, the 6to4 relay). Listed
+#: whole, overlaps with `is_global` included, so that the table reads as the policy.
+REFUSED_NETWORKS = tuple(ipaddress.ip_network(each) for each in (
+    "0.0.0.0/8",  # "this network"
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",  # private
+    "100.64.0.0/10",  # carrier-grade NAT (shared address space)
+    "127.0.0.0/8", "169.254.0.0/16",  # loopback, link-local
+    "192.0.0.0/24",  # IETF protocol assignments (PCP and TURN anycast, DS-Lite, NAT64 discovery)
+    "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24",  # documentation
+    "192.31.196.0/24", "192.52.193.0/24", "192.175.48.0/24",  # AS112, AMT, AS112 direct delegation
+    "192.88.99.0/24",  # the deprecated 6to4 relay anycast
+    "198.18.0.0/15",  # benchmarking
+    "224.0.0.0/4", "240.0.0.0/4",  # multicast, reserved (255.255.255.255 included)
+    "::/8",  # unspecified, loopback, IPv4-compatible and IPv4-mapped (their IPv4 part is checked too)
+    "64:ff9b:1::/48",  # local-use NAT64 (RFC 8215)
+    "100::/64",  # discard-only
+    "2001::/23",  # IETF protocol assignments (Teredo, benchmarking, ORCHID, anycast)
+    "2001:db8::/32", "3fff::/20",  # documentation (RFC 3849, RFC 9637)
+    "2620:4f:8000::/48",  # AS112 direct delegation
+    "5f00::/16",  # SRv6 SIDs
+    "fc00::/7", "fe80::/10", "fec0::/10",  # unique-local, link-local, site-local (deprecated)
+    "ff00::/8",  # multicast
+))
 SECRET_PREFIX = "whsec_"
 #: Longest error text an attempt records (an exception's message can be long).
 ERROR_MAX_CHARS = 300
@@ -133,8 +158,10 @@ def _addresses(host: str, port: int, resolve: Resolver) -> list[IPAddress]:
 
 
 def _not_public(address: IPAddress) -> bool:
-    # is_global alone misses multicast and some reserved ranges on Python 3.11.
-    return not address.is_global or address.is_multicast or address.is_reserved or address.is_unspecified
+    # is_global alone misses multicast, site-local and some reserved ranges on Python 3.11.
+    if not address.is_global or address.is_multicast or address.is_reserved or address.is_unspecified:
+        return True
+    return any(address.version == network.version and address in network for network in REFUSED_NETWORKS)
 
 
 def _embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:

@@ -20,6 +20,7 @@ from app.callbacks import (
 )
 from tests.support import webhooks
 from tests.support.receiver import TEST_CERTIFICATE, CallbackReceiver
+from tests.support.ssrf import NON_PUBLIC_ADDRESSES, OTHER_SPELLINGS
 
 PUBLIC = ipaddress.ip_address("93.184.216.34")
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
@@ -70,15 +71,29 @@ def test_given_the_standard_webhooks_test_vector_when_the_test_verifier_checks_i
     assert not webhooks.verify(VECTOR_SECRET, headers=headers, body=VECTOR_BODY, now_s=VECTOR_TIMESTAMP + 3600)
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1/x", "http://10.0.0.8/x", "http://[::1]/x",
-                                 "http://169.254.169.254/latest/meta-data", "http://192.168.1.1/x",
-                                 "http://localhost:8080/x", "http://100.64.0.1/x", "http://100.127.255.254/x",
-                                 "http://0.0.0.0/x", "http://224.0.0.1/x", "http://198.18.0.1/x",
-                                 "http://[::ffff:127.0.0.1]/x", "http://[::ffff:10.0.0.1]/x", "http://[fd00::1]/x",
-                                 "http://[2002:7f00:1::1]/x", "http://[64:ff9b::a00:1]/x", "http://[fe80::1]/x"])
-def test_given_a_private_target_when_private_targets_are_refused_then_it_is_unsafe(url):
-    with pytest.raises(UnsafeCallbackTarget):
-        check_target(url, allow_private=False)
+@pytest.mark.parametrize("host", [*NON_PUBLIC_ADDRESSES, *OTHER_SPELLINGS])
+def test_given_a_non_public_target_when_private_targets_are_refused_then_it_is_unsafe(host):
+    with pytest.raises(UnsafeCallbackTarget, match=r"non-public|metadata"):
+        check_target(f"http://{host}:8080/x", allow_private=False)
+
+
+@pytest.mark.parametrize("address", NON_PUBLIC_ADDRESSES)
+def test_given_a_name_resolving_to_a_non_public_address_when_checked_then_it_is_unsafe(address):
+    with pytest.raises(UnsafeCallbackTarget, match=r"non-public|metadata"):
+        check_target("https://hook.example/x", allow_private=False, resolve=resolving_to([address.strip("[]")]))
+
+
+@pytest.mark.parametrize("address", NON_PUBLIC_ADDRESSES)
+def test_given_a_name_that_resolves_to_a_non_public_address_at_delivery_when_delivered_then_nothing_is_sent(
+        address):
+    seen: list[httpx.Request] = []
+    with httpx.Client(transport=httpx.MockTransport(lambda request: seen.append(request) or httpx.Response(204))
+                      ) as client:
+        result = deliver("https://hook.example/x", payload(_batch()), webhook_id="m", secret="s", client=client,
+                         allow_private=False, resolve=resolving_to([address.strip("[]")]))
+    assert seen == [] and not result.delivered and result.status_code is None
+    assert result.error.startswith("callback_url host 'hook.example' ")
+    assert "non-public address" in result.error or "metadata address" in result.error
 
 
 @pytest.mark.parametrize("url", ["http://169.254.169.254/latest", "http://[::ffff:169.254.169.254]/latest",

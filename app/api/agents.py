@@ -19,11 +19,13 @@ from app.providers import ProviderRegistry, make_http_client
 from app.schemas.agents import AgentListQuery, AgentMessagesQuery, AgentState, CreateAgent
 from app.schemas.batches import LettaRequest
 from app.schemas.common import Error
+from app.schemas.responses import URI_TOO_LONG, AgentDeleted, AgentStates, LettaMessages, LettaResponse
 from app.services import services
 from app.tenancy import owner_of
 
 agents = APIBlueprint("agents", __name__, url_prefix="/v1/agents", abp_tags=[Tag(name="agents")],
-                      abp_responses={"401": Error, "422": Error, "429": Error, "503": Error}, abp_security=SECURITY)
+                      abp_responses={"401": Error, "414": URI_TOO_LONG, "422": Error, "429": Error, "503": Error},
+                      abp_security=SECURITY)
 
 
 class AgentPath(BaseModel):
@@ -37,7 +39,7 @@ def create_agent(body: CreateAgent) -> Any:
     return jsonify(agent_state(agent, message_ids=[]))
 
 
-@agents.get("/", responses={200: AgentState}, strict_slashes=False)
+@agents.get("/", responses={200: AgentStates, 400: Error}, strict_slashes=False)
 def list_agents(query: AgentListQuery) -> Any:
     svc = services()
     found = svc.store.agents.list(tenant=current_tenant(), after=query.after, before=query.before, limit=query.limit,
@@ -53,7 +55,7 @@ def retrieve_agent(path: AgentPath) -> Any:
     return jsonify(agent_state(agent, message_ids=_message_ids(agent["id"])))
 
 
-@agents.delete("/<agent_id>", responses={404: Error}, strict_slashes=False)
+@agents.delete("/<agent_id>", responses={200: AgentDeleted, 404: Error}, strict_slashes=False)
 def delete_agent(path: AgentPath) -> Any:
     _agent_or_404(path.agent_id)
     if not services().store.agents.delete(path.agent_id, tenant=current_tenant()):
@@ -61,7 +63,7 @@ def delete_agent(path: AgentPath) -> Any:
     return jsonify({"message": f"Agent id={path.agent_id} successfully deleted"})
 
 
-@agents.get("/<agent_id>/messages", responses={404: Error, 400: Error})
+@agents.get("/<agent_id>/messages", responses={200: LettaMessages, 404: Error, 400: Error})
 def list_agent_messages(path: AgentPath, query: AgentMessagesQuery) -> Any:
     """The agent's history as Letta messages (`message_type` union), newest first by default."""
     _agent_or_404(path.agent_id)
@@ -73,7 +75,7 @@ def list_agent_messages(path: AgentPath, query: AgentMessagesQuery) -> Any:
         assistant_message_tool_kwarg=query.assistant_message_tool_kwarg)))
 
 
-@agents.post("/<agent_id>/messages", responses={404: Error})
+@agents.post("/<agent_id>/messages", responses={200: LettaResponse, 404: Error, 409: Error})
 def send_message(path: AgentPath, body: LettaRequest) -> Any:
     """Run one request through the agent now and answer with what it produced (LettaResponse)."""
     svc = services()

@@ -18,7 +18,6 @@ from app.outage import outage
 from app.queues import Queues
 from app.redis_retry import UNAVAILABLE, RedisRetry
 from app.schemas.batches import (
-    BatchItem,
     BatchJob,
     BatchMessagesQuery,
     BatchPath,
@@ -28,6 +27,7 @@ from app.schemas.batches import (
 )
 from app.schemas.common import Error, PageQuery
 from app.schemas.messages import BatchMessages
+from app.schemas.responses import URI_TOO_LONG, BatchItems, BatchJobs
 from app.services import services
 from app.store.batches import IdempotencyKeyReused
 from app.tasks import FINALIZE_BATCH, START_BATCH
@@ -43,7 +43,8 @@ STATUS_SCAN_PAGE = 500
 
 batches = APIBlueprint("batches", __name__, url_prefix="/v1/messages/batches",
                        abp_tags=[Tag(name="batches")],
-                       abp_responses={"401": Error, "422": Error, "429": Error, "503": Error}, abp_security=SECURITY)
+                       abp_responses={"401": Error, "414": URI_TOO_LONG, "422": Error, "429": Error, "503": Error},
+                       abp_security=SECURITY)
 
 
 @batches.post("", responses={200: BatchJob, 404: Error, 409: Error, 413: Error, 415: Error}, strict_slashes=False)
@@ -111,7 +112,7 @@ def _ensure_started(batch_id: str, *, resend: bool) -> None:
         outage.lost(exc)
 
 
-@batches.get("", responses={200: BatchJob}, strict_slashes=False)
+@batches.get("", responses={200: BatchJobs, 400: Error}, strict_slashes=False)
 def list_batches(query: PageQuery) -> Any:
     """All batches, any status, newest first by default (a bare JSON array)."""
     found = services().store.batches.list(tenant=current_tenant(), after=query.after, before=query.before,
@@ -157,7 +158,7 @@ def list_batch_messages(path: BatchPath, query: BatchMessagesQuery) -> Any:
     return jsonify({"messages": found})
 
 
-@batches.get("/<batch_id>/requests", responses={200: BatchItem, 400: Error, 404: Error})
+@batches.get("/<batch_id>/requests", responses={200: BatchItems, 400: Error, 404: Error})
 def list_batch_requests(path: BatchPath, query: BatchRequestsQuery) -> Any:
     """Each request of the batch: status, stop_reason, ttft_ns, total_duration_ns, error (a bare
     JSON array, in submission order by default)."""

@@ -9,12 +9,14 @@ from flask import jsonify, redirect
 from flask_openapi3 import APIBlueprint, Tag
 
 from app.api.errors import REDIS_RETRY_AFTER_S, error_response
+from app.schemas.common import Error
+from app.schemas.responses import ServiceIndex, Status
 from app.services import services
 
 health = APIBlueprint("health", __name__, abp_tags=[Tag(name="health")])
 
 
-@health.get("/")
+@health.get("/", responses={200: ServiceIndex})
 def index() -> Any:
     """What this server is and where its documentation and probes are."""
     return jsonify({"name": "Batchline", "api": "/v1", "docs": "/docs/swagger", "openapi": "/docs/openapi.json",
@@ -28,13 +30,13 @@ def swagger_with_slash() -> Any:
     return redirect("/docs/swagger", code=308)
 
 
-@health.get("/healthz")
+@health.get("/healthz", responses={200: Status})
 def healthz() -> Any:
     """The web process is up (says nothing of Redis)."""
     return jsonify({"status": "ok"})
 
 
-@health.get("/readyz")
+@health.get("/readyz", responses={200: Status, 503: Error})
 def readyz() -> Any:
     """Ready to serve: Redis answers. 503 otherwise."""
     try:

@@ -28,13 +28,15 @@ from app.schemas.monitor import (
     QueueFilter,
     Requeued,
 )
+from app.schemas.responses import URI_TOO_LONG, text_body
 from app.services import services
 from app.tenancy import DEFAULT_TENANT
 
 logger = logging.getLogger(__name__)
 
 monitor = APIBlueprint("monitor", __name__, url_prefix="/v1/monitor", abp_tags=[Tag(name="monitor")],
-                       abp_responses={"401": Error, "422": Error, "429": Error, "503": Error}, abp_security=SECURITY)
+                       abp_responses={"401": Error, "414": URI_TOO_LONG, "422": Error, "429": Error, "503": Error},
+                       abp_security=SECURITY)
 metrics = APIBlueprint("metrics", __name__, abp_tags=[Tag(name="monitor")],
                        abp_responses={"401": Error, "429": Error, "503": Error}, abp_security=SECURITY)
 
@@ -127,7 +129,7 @@ def _no_dead_letter(message_id: str) -> ApiError:
     return ApiError(404, f"No dead letter {message_id!r} (it may have been requeued or discarded already).")
 
 
-@metrics.get("/metrics")
+@metrics.get("/metrics", responses={200: text_body("text/plain", "Prometheus text exposition format.")})
 def get_metrics() -> Response:
     """Prometheus metrics of the whole fleet, in the text exposition format."""
     svc = services()

@@ -15,6 +15,7 @@ from app.api.auth import SECURITY
 from app.api.batches import batch_or_404
 from app.schemas.batches import BatchPath
 from app.schemas.common import Error
+from app.schemas.responses import URI_TOO_LONG, text_body
 from app.services import services
 
 logger = logging.getLogger(__name__)
@@ -23,10 +24,11 @@ NDJSON = "application/x-ndjson"
 
 results = APIBlueprint("results", __name__, url_prefix="/v1/messages/batches",
                        abp_tags=[Tag(name="batches")],
-                       abp_responses={"401": Error, "422": Error, "429": Error, "503": Error}, abp_security=SECURITY)
+                       abp_responses={"401": Error, "414": URI_TOO_LONG, "422": Error, "429": Error, "503": Error},
+                       abp_security=SECURITY)
 
 
-@results.get("/<batch_id>/results", responses={404: Error})
+@results.get("/<batch_id>/results", responses={200: text_body(NDJSON, "One JSON object a line."), 404: Error})
 def export_results(path: BatchPath) -> Any:
     """Every request of the batch as one JSON line (`application/x-ndjson`), in submission order:
     index, batch_item_id, agent_id, status, stop_reason, ttft_ns, total_duration_ns, error,

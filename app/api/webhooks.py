@@ -12,15 +12,18 @@ from app.api.batches import batch_or_404
 from app.callbacks import tenant_secret
 from app.schemas.batches import BatchPath
 from app.schemas.common import Error
+from app.schemas.responses import URI_TOO_LONG
 from app.schemas.webhooks import CallbackAttempts, WebhookSecret
 from app.services import services
 
 callback_attempts = APIBlueprint("callback_attempts", __name__, url_prefix="/v1/messages/batches",
                                  abp_tags=[Tag(name="batches")], abp_security=SECURITY,
-                                 abp_responses={"401": Error, "422": Error, "429": Error, "503": Error})
+                                 abp_responses={"401": Error, "414": URI_TOO_LONG,
+                                                "422": Error, "429": Error, "503": Error})
 webhook_secret = APIBlueprint("webhook_secret", __name__, url_prefix="/v1",
                               abp_tags=[Tag(name="webhooks")], abp_security=SECURITY,
-                              abp_responses={"401": Error, "422": Error, "429": Error, "503": Error})
+                              abp_responses={"401": Error, "414": URI_TOO_LONG,
+                                             "422": Error, "429": Error, "503": Error})
 
 
 @callback_attempts.get("/<batch_id>/callback-attempts", responses={200: CallbackAttempts, 404: Error})

@@ -194,6 +194,11 @@ async def open_sse(
                 raw = await response.read()
                 raise _status_error(label, response, raw, secrets, auth_hint)
             yield iter_sse(iter_lines(response.content.iter_any()))
+    except (ProviderError, InvalidResponseError) as exc:
+        # Raised while reading the stream too (an error event, a chunk that is no JSON), quoting
+        # what the provider sent, which may echo the key: it goes to logs and the item's error.
+        exc.args = (redact(str(exc), secrets), *exc.args[1:])
+        raise
     except aiohttp.NonHttpUrlClientError as exc:
         raise ProviderError(f"{label} endpoint URL is not http(s): {exc}") from exc
     except (aiohttp.InvalidURL, httpx.InvalidURL) as exc:

@@ -9,6 +9,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from app.engine.tools import BUILTIN_TOOLS
 from app.providers import SUPPORTED_PROVIDERS, UnknownProvider, split_handle
 from app.schemas.common import Lenient, PageQuery
+from app.schemas.limits import (
+    MAX_BLOCK_CHARS,
+    MAX_MEMORY_BLOCKS,
+    MAX_TAGS,
+    MAX_TOOLS,
+    MAX_URL_CHARS,
+    Description,
+    Label,
+    Metadata,
+    Name,
+    Text,
+)
 from app.schemas.tool_rules import ToolRule
 
 #: Context window assumed when neither the request nor a known model says otherwise.
@@ -22,9 +34,9 @@ DEFAULT_SYSTEM_PROMPT = (
 
 
 class LlmConfig(Lenient):
-    model: str = Field(min_length=1)
-    model_endpoint_type: str
-    model_endpoint: str | None = None
+    model: Name = Field(min_length=1)
+    model_endpoint_type: Label
+    model_endpoint: str | None = Field(None, max_length=MAX_URL_CHARS)
     context_window: int = Field(DEFAULT_CONTEXT_WINDOW, gt=0)
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, gt=0)
@@ -34,35 +46,36 @@ class LlmConfig(Lenient):
     @classmethod
     def _supported(cls, value: str) -> str:
         if value not in SUPPORTED_PROVIDERS:
-            raise ValueError(f"unsupported model_endpoint_type {value!r}; use one of {', '.join(SUPPORTED_PROVIDERS)}")
+            raise ValueError(f"unsupported provider; use one of {', '.join(SUPPORTED_PROVIDERS)}")
         return value
 
 
 class BlockCreate(Lenient):
-    label: str = Field(min_length=1, max_length=200)
-    value: str = ""
-    limit: int = Field(DEFAULT_BLOCK_LIMIT, gt=0)
-    description: str | None = None
+    label: Label = Field(min_length=1)
+    value: str = Field("", max_length=MAX_BLOCK_CHARS)
+    limit: int = Field(DEFAULT_BLOCK_LIMIT, gt=0, le=MAX_BLOCK_CHARS)
+    description: Description | None = None
 
     @model_validator(mode="after")
     def _fits(self) -> BlockCreate:
         if len(self.value) > self.limit:
-            raise ValueError(f"block {self.label!r} holds {len(self.value)} characters, over its limit {self.limit}")
+            raise ValueError(f"the value holds {len(self.value)} characters, over the block's limit {self.limit}")
         return self
 
 
 class CreateAgent(Lenient):
-    name: str | None = Field(None, max_length=500)
-    system: str | None = None
-    description: str | None = None
-    model: str | None = Field(None, description='"provider/model", e.g. "openai/gpt-4o-mini"')
+    name: Name | None = None
+    system: Text | None = None
+    description: Description | None = None
+    model: Name | None = Field(None, description='"provider/model", e.g. "openai/gpt-4o-mini"')
     llm_config: LlmConfig | None = None
     context_window_limit: int | None = Field(None, gt=0)
-    memory_blocks: list[BlockCreate] = Field(default_factory=list)
-    tools: list[str] = Field(default_factory=list, description=f"Built-in tools: {', '.join(BUILTIN_TOOLS)}")
-    tool_rules: list[ToolRule] = Field(default_factory=list)
-    tags: list[str] = Field(default_factory=list)
-    metadata: dict[str, Any] | None = None
+    memory_blocks: list[BlockCreate] = Field(default_factory=list, max_length=MAX_MEMORY_BLOCKS)
+    tools: list[Label] = Field(default_factory=list, max_length=MAX_TOOLS,
+                               description=f"Built-in tools: {', '.join(BUILTIN_TOOLS)}")
+    tool_rules: list[ToolRule] = Field(default_factory=list, max_length=MAX_TOOLS)
+    tags: list[Label] = Field(default_factory=list, max_length=MAX_TAGS)
+    metadata: Metadata | None = None
 
     @field_validator("memory_blocks", "tools", "tool_rules", "tags", mode="before")
     @classmethod
@@ -72,10 +85,11 @@ class CreateAgent(Lenient):
     @field_validator("tools")
     @classmethod
     def _known_tools(cls, value: list[str]) -> list[str]:
-        unknown = [name for name in value if name not in BUILTIN_TOOLS]
+        unknown = [str(index) for index, name in enumerate(value) if name not in BUILTIN_TOOLS]
         if unknown:
-            raise ValueError(f"unknown tool(s) {', '.join(map(repr, unknown))}; built-in tools are "
-                             f"{', '.join(BUILTIN_TOOLS)}")
+            which = f"item {unknown[0]} is not a built-in tool" if len(unknown) == 1 else \
+                f"items {', '.join(unknown)} are not built-in tools"
+            raise ValueError(f"{which}; built-in tools are {', '.join(BUILTIN_TOOLS)}")
         return list(dict.fromkeys(value))
 
     @field_validator("model")
@@ -84,8 +98,9 @@ class CreateAgent(Lenient):
         if value is not None:
             try:
                 split_handle(value)
-            except UnknownProvider as exc:
-                raise ValueError(str(exc)) from None
+            except UnknownProvider:
+                raise ValueError(f"must look like '<provider>/<model>' with provider one of "
+                                 f"{', '.join(SUPPORTED_PROVIDERS)}") from None
         return value
 
     @model_validator(mode="after")
@@ -98,7 +113,7 @@ class CreateAgent(Lenient):
         for index, rule in enumerate(self.tool_rules):
             for name in [rule.tool_name, *getattr(rule, "children", [])]:
                 if name not in self.tools:
-                    raise ValueError(f"tool_rules[{index}] names {name!r}, which is not one of the agent's tools")
+                    raise ValueError(f"tool_rules[{index}] names a tool that is not one of the agent's tools")
         return self
 
     def resolved_llm_config(self) -> dict[str, Any]:
@@ -112,15 +127,15 @@ class CreateAgent(Lenient):
 
 
 class AgentListQuery(PageQuery):
-    name: str | None = Field(None, description="Only the agents of this exact name.")
+    name: Name | None = Field(None, description="Only the agents of this exact name.")
 
 
 class AgentMessagesQuery(PageQuery):
     """The history page, shown as a request with these options would show its messages."""
 
     use_assistant_message: bool = True
-    assistant_message_tool_name: str = "send_message"
-    assistant_message_tool_kwarg: str = "message"
+    assistant_message_tool_name: Label = "send_message"
+    assistant_message_tool_kwarg: Label = "message"
 
 
 class AgentState(BaseModel):

@@ -8,6 +8,16 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from app.schemas.common import Lenient, PageQuery
+from app.schemas.limits import (
+    MAX_MESSAGES_PER_REQUEST,
+    MAX_TAGS,
+    MAX_TOOLS,
+    Description,
+    Id,
+    Label,
+    Metadata,
+    ToolSchema,
+)
 from app.schemas.messages import ApprovalCreate, Content, MessageCreate, RequestMessage, ToolReturnCreate
 from app.vocabulary import BatchStatus, ItemStatus
 
@@ -15,25 +25,25 @@ MAX_REQUESTS_PER_BATCH = 100_000
 
 
 class ClientTool(Lenient):
-    name: str = Field(min_length=1, max_length=200)
-    description: str | None = None
-    parameters: dict[str, Any] | None = None
+    name: Label = Field(min_length=1)
+    description: Description | None = None
+    parameters: ToolSchema | None = None
 
 
 class LettaRequest(Lenient):
     """One request to an agent (the body of POST /v1/agents/{id}/messages)."""
 
-    messages: list[RequestMessage] | None = None
+    messages: list[RequestMessage] | None = Field(None, max_length=MAX_MESSAGES_PER_REQUEST)
     input: Content | None = None
     #: 0 or below ends the request with `max_steps` before any model call (as on Letta); the
     #: ceiling is a setting, checked by the routes (BATCHLINE_MAX_STEPS_CEILING).
     max_steps: int | None = None
     use_assistant_message: bool = True
-    assistant_message_tool_name: str = "send_message"
-    assistant_message_tool_kwarg: str = "message"
-    include_return_message_types: list[str] | None = None
-    enable_thinking: bool | str | None = None
-    client_tools: list[ClientTool] | None = None
+    assistant_message_tool_name: Label = "send_message"
+    assistant_message_tool_kwarg: Label = "message"
+    include_return_message_types: list[Label] | None = Field(None, max_length=MAX_TAGS)
+    enable_thinking: bool | Label | None = None
+    client_tools: list[ClientTool] | None = Field(None, max_length=MAX_TOOLS)
 
     @model_validator(mode="after")
     def _exactly_one_input(self) -> LettaRequest:
@@ -59,13 +69,13 @@ class LettaRequest(Lenient):
 
 
 class LettaBatchRequest(LettaRequest):
-    agent_id: str = Field(min_length=1, max_length=200)
+    agent_id: Id = Field(min_length=1)
 
 
 class CreateBatch(Lenient):
     requests: list[LettaBatchRequest] = Field(min_length=1, max_length=MAX_REQUESTS_PER_BATCH)
     callback_url: str | None = Field(None, max_length=2048)
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
 
     @field_validator("callback_url")
     @classmethod
@@ -83,11 +93,11 @@ class CreateBatch(Lenient):
 
 
 class BatchPath(BaseModel):
-    batch_id: str = Field(max_length=200)
+    batch_id: Id
 
 
 class BatchMessagesQuery(PageQuery):
-    agent_id: str | None = None
+    agent_id: Id | None = None
 
 
 class BatchRequestsQuery(PageQuery):

@@ -6,9 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-#: Longest text of one message field (a string `content` or `input`, or one text part), in
-#: characters: about 2 million tokens, more than any model's context window takes.
-MAX_TEXT_CHARS = 8_000_000
+from app.schemas.limits import MAX_TEXT_CHARS, Id
+
+__all__ = ["MAX_TEXT_CHARS"]  # re-exported: its home was here
+
 #: Page size when a list query gives none, and the largest accepted (0 gives an empty page, as
 #: on Letta).
 DEFAULT_PAGE_LIMIT = 100
@@ -28,8 +29,8 @@ class StrictQuery(BaseModel):
 
 
 class PageQuery(StrictQuery):
-    before: str | None = Field(None, description="An id: the items that precede it in this order.")
-    after: str | None = Field(None, description="An id: the items that follow it in this order.")
+    before: Id | None = Field(None, description="An id: the items that precede it in this order.")
+    after: Id | None = Field(None, description="An id: the items that follow it in this order.")
     limit: int = Field(DEFAULT_PAGE_LIMIT, ge=0, le=MAX_PAGE_LIMIT)
     order: Literal["asc", "desc"] = "desc"
     order_by: Literal["created_at"] = "created_at"

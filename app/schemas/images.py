@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from app.schemas.common import Lenient
+from app.schemas.limits import MAX_IMAGE_DATA_CHARS, Id, Label
 
 #: `image/<subtype>`, e.g. image/png, image/jpeg, image/webp, image/svg+xml.
 _IMAGE_MEDIA_TYPE = re.compile(r"image/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
@@ -40,8 +41,8 @@ def _base64(value: str) -> str:
 
 class Base64ImageSource(Lenient):
     type: Literal["base64"] = "base64"
-    media_type: str
-    data: str
+    media_type: Label
+    data: str = Field(max_length=MAX_IMAGE_DATA_CHARS)
     detail: Detail | None = None
 
     _check_media_type = field_validator("media_type")(_media_type)
@@ -66,9 +67,9 @@ class LettaImageSource(Lenient):
     """A file the Letta server stored; Batchline keeps no files, so only the data it carries is used."""
 
     type: Literal["letta"] = "letta"
-    file_id: str = Field(max_length=200)
-    media_type: str | None = None
-    data: str | None = None
+    file_id: Id
+    media_type: Label | None = None
+    data: str | None = Field(None, max_length=MAX_IMAGE_DATA_CHARS)
     detail: Detail | None = None
 
     _check_media_type = field_validator("media_type")(lambda value: None if value is None else _media_type(value))

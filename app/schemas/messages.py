@@ -9,18 +9,18 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
-    StringConstraints,
     Tag,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from app.schemas.common import MAX_TEXT_CHARS, Lenient
+from app.schemas.common import Lenient
 from app.schemas.images import SOURCE_TAGS, ImageSource
+from app.schemas.limits import MAX_CONTENT_PARTS, MAX_TOOLS, Description, Id, Name, OutputLines, Text
 
 #: A text field of a message: bounded, so one field cannot make a worker allocate without limit.
-MessageText = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
+MessageText = Text
 
 
 class TextPart(Lenient):
@@ -50,7 +50,8 @@ ContentPart = Annotated[Annotated[TextPart, Tag("text")] | Annotated[ImagePart, 
                         _type_or("text", "image")]
 #: A message's content: one string, or a list of text and image parts.
 Content = Annotated[
-    Annotated[MessageText, Tag("string")] | Annotated[list[ContentPart], Tag("parts")],
+    Annotated[MessageText, Tag("string")]
+    | Annotated[list[ContentPart], Field(max_length=MAX_CONTENT_PARTS), Tag("parts")],
     Discriminator(lambda value: "string" if isinstance(value, str) else "parts" if isinstance(value, list) else None,
                   custom_error_type="content", custom_error_message="must be a string or a list of content parts"),
 ]
@@ -60,9 +61,9 @@ class MessageCreate(Lenient):
     type: Literal["message"] | None = "message"
     role: Literal["user", "system", "assistant"]
     content: Content
-    name: str | None = None
-    otid: str | None = None
-    sender_id: str | None = None
+    name: Name | None = None
+    otid: Id | None = None
+    sender_id: Id | None = None
 
     @field_validator("content")
     @classmethod
@@ -79,20 +80,20 @@ class ApprovalReturn(Lenient):
     """The client's decision on one tool call awaiting approval."""
 
     type: Literal["approval"] = "approval"
-    tool_call_id: str
+    tool_call_id: Id
     approve: bool
-    reason: str | None = None
+    reason: Description | None = None
 
 
 class ToolReturnItem(Lenient):
     """The result of a client-side tool the client ran itself."""
 
     type: Literal["tool"] = "tool"
-    tool_call_id: str
-    tool_return: str
+    tool_call_id: Id
+    tool_return: Text
     status: Literal["success", "error"] = "success"
-    stdout: list[str] | None = None
-    stderr: list[str] | None = None
+    stdout: OutputLines | None = None
+    stderr: OutputLines | None = None
 
 
 #: Tags of the discriminated unions of this module, by what pydantic puts them after in an error
@@ -111,11 +112,11 @@ class ApprovalCreate(Lenient):
     """Resumes a run paused with `requires_approval` (Letta's ApprovalCreate)."""
 
     type: Literal["approval"]
-    approvals: list[Approval] | None = None
+    approvals: list[Approval] | None = Field(None, max_length=MAX_TOOLS)
     #: Deprecated single-decision form, still accepted: one decision for the pending call(s).
     approve: bool | None = None
-    approval_request_id: str | None = None
-    reason: str | None = None
+    approval_request_id: Id | None = None
+    reason: Description | None = None
 
     @model_validator(mode="after")
     def _has_a_decision(self) -> ApprovalCreate:
@@ -128,7 +129,7 @@ class ToolReturnCreate(Lenient):
     """Results of client-side tools, sent as their own message."""
 
     type: Literal["tool_return"]
-    tool_returns: list[ToolReturnItem] = Field(min_length=1)
+    tool_returns: list[ToolReturnItem] = Field(min_length=1, max_length=MAX_TOOLS)
 
 
 RequestMessage = Annotated[

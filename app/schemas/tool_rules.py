@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Discriminator, Field, Tag
 
 from app.schemas.common import Lenient
+from app.schemas.limits import MAX_TOOLS, Description, Label
 
 
 class _Rule(Lenient):
-    tool_name: str = Field(min_length=1)
-    prompt_template: str | None = None
+    tool_name: Label = Field(min_length=1)
+    prompt_template: Description | None = None
 
 
 class TerminalRule(_Rule):
@@ -30,7 +31,7 @@ class ChildRule(_Rule):
     """Right after the tool, only `children` may be called, and one must be."""
 
     type: Literal["constrain_child_tools"]
-    children: list[str] = Field(min_length=1)
+    children: list[Label] = Field(min_length=1, max_length=MAX_TOOLS)
 
 
 class ContinueRule(_Rule):
@@ -58,8 +59,23 @@ class RequiresApprovalRule(_Rule):
     type: Literal["requires_approval"]
 
 
+_RULES = (TerminalRule, InitRule, ChildRule, ContinueRule, MaxCountPerStepRule, RequiredBeforeExitRule,
+          RequiresApprovalRule)
+_KINDS = tuple(rule.model_fields["type"].annotation.__args__[0] for rule in _RULES)
+
+
+def _kind(value: Any) -> str | None:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if kind in _KINDS else None
+
+
+# A custom discriminator: pydantic's own error for an unknown tag repeats the tag sent.
 ToolRule = Annotated[
-    TerminalRule | InitRule | ChildRule | ContinueRule | MaxCountPerStepRule | RequiredBeforeExitRule
-    | RequiresApprovalRule,
-    Field(discriminator="type"),
+    Annotated[TerminalRule, Tag("exit_loop")] | Annotated[InitRule, Tag("run_first")]
+    | Annotated[ChildRule, Tag("constrain_child_tools")] | Annotated[ContinueRule, Tag("continue_loop")]
+    | Annotated[MaxCountPerStepRule, Tag("max_count_per_step")]
+    | Annotated[RequiredBeforeExitRule, Tag("required_before_exit")]
+    | Annotated[RequiresApprovalRule, Tag("requires_approval")],
+    Discriminator(_kind, custom_error_type="tool_rule_type",
+                  custom_error_message=f'"type" must be one of {", ".join(map(repr, _KINDS))}'),
 ]

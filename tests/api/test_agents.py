@@ -131,7 +131,7 @@ def test_given_an_unknown_agent_when_messaged_then_404(client):
 
 
 @pytest.mark.parametrize(("body", "detail"), [
-    ({"tools": ["rm_rf"]}, "unknown tool(s) 'rm_rf'"),
+    ({"tools": ["send_message", "rm_rf"]}, "tools: Value error, item 1 is not a built-in tool"),
     ({"tools": ["send_message"], "tool_rules": [{"type": "exit_loop", "tool_name": "conversation_search"}]},
      "not one of the agent's tools"),
     ({"tools": ["send_message"], "tool_rules": [{"type": "teleport", "tool_name": "send_message"}]}, "tool_rules.0"),

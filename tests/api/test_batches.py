@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.store import keys
+from tests.support.ssrf import NON_PUBLIC_ADDRESSES, OTHER_SPELLINGS
 
 
 @pytest.fixture
@@ -90,6 +91,19 @@ def test_given_a_private_callback_target_when_private_targets_are_refused_then_4
         "requests": [{"agent_id": agent_id, "input": "x"}], "callback_url": "http://127.0.0.1:9/hook"})
     assert response.status_code == 422
     assert "BATCHLINE_CALLBACK_ALLOW_PRIVATE" in response.get_json()["detail"]
+
+
+@pytest.mark.parametrize("host", [*NON_PUBLIC_ADDRESSES, *OTHER_SPELLINGS])
+def test_given_a_callback_to_any_non_public_range_when_a_batch_is_posted_then_422_names_callback_url(
+        app, make_app, host):
+    strict_app = make_app(callback_allow_private=False)
+    strict = strict_app.test_client()
+    agent = strict.post("/v1/agents/", json={"model": "simulated/echo"}).get_json()["id"]
+    response = strict.post("/v1/messages/batches", json={
+        "requests": [{"agent_id": agent, "input": "x"}], "callback_url": f"http://{host}:8080/hook"})
+    assert response.status_code == 422
+    assert [error["loc"] for error in response.get_json()["errors"]] == [["callback_url"]]
+    assert _batch_count(strict_app) == 0
 
 
 def test_given_an_unknown_batch_when_retrieved_cancelled_or_listed_then_404(client):
