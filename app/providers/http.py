@@ -1,12 +1,15 @@
 """The HTTP client that streams model calls: one aiohttp session per process, opened on first use
 inside the event loop that runs the calls.
 
-aiohttp rather than httpx, by measurement (`python -m bench.http_clients`): at 1,000 concurrent
-streams against a local OpenAI-compatible server, a bare aiohttp client used 0.45-0.5 ms of CPU
-per streamed request and a bare httpx client 1.8-2.4 ms, with keep-alive off as httpx needs it
-at this concurrency (encode/httpcore#1035). aiohttp's pool hands each idle connection to one
-waiter, so keep-alive stays on: a connection whose stream was left unfinished (cut at [DONE],
-cancelled) is closed, not reused.
+aiohttp rather than httpx, by measurement on a 2-core machine: at 1,000 concurrent streams
+against a local OpenAI-compatible server (`python -m bench.http_clients`), a bare aiohttp client
+used 0.36-0.47 ms of CPU per streamed request and a bare httpx client 2.2-2.4 ms, with
+keep-alive off as httpx needs it at this concurrency (encode/httpcore#1035); inside the worker,
+end to end (`python -m bench.ab_client`), 3.0-3.1 ms against 4.8-5.4 ms. aiohttp's pool gives an
+idle connection to one request and has no cap here (no request waits for a connection), so
+keep-alive stays on. A connection goes back to the pool only when its response was read to its
+end; one left unfinished (a cancelled call, or a stream cut at [DONE] before the body's end) is
+closed.
 """
 
 from __future__ import annotations
