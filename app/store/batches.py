@@ -13,6 +13,7 @@ import redis
 from app.ids import iso_from_ns, new_id
 from app.schemas.batches import LettaBatchRequest
 from app.store import keys
+from app.store.model_limits import waiting_for
 from app.store.pagination import Order, page
 from app.store.scripts import Scripts
 from app.tenancy import DEFAULT_TENANT
@@ -246,4 +247,5 @@ def batch_item(fields: dict[str, str], batch_status: str | None) -> dict[str, An
         "attempts": int(fields.get("attempts") or 0),
         "started_at": _iso_us(fields, "started_us"),
         "completed_at": _iso_us(fields, "completed_us"),
+        "waiting": waiting_for(fields) if status == ItemStatus.RUNNING else None,
     }
