@@ -3,7 +3,7 @@ concurrently on the worker's event loop) against one message per request, stream
 sync actor (8 threads) or by an async actor given as many threads as requests. Same machine,
 same fake OpenAI server, same redis-server, one run, side by side.
 
-    python -m bench.concurrency [--requests 160] [--threads 8] [--ttft-s 1.0]
+    python -m bench.concurrency [--requests 160] [--threads 8] [--ttft-s 1.0] [--without-sync]
 """
 
 from __future__ import annotations
@@ -43,15 +43,21 @@ def start_redis(directory: Path) -> tuple[subprocess.Popen, str]:
 def run_batchline(redis_url: str, model: FakeOpenAIServer, *, requests: int, threads: int, logs: Path) -> float:
     env = service_env(redis_url, BATCHLINE_VAR_DIR=str(logs / "var"))
     with worker_process(env, log=logs / "bl-worker.log", processes=1, threads=threads), \
-            web_process(env, port=free_port(), log=logs / "bl-web.log") as base:
-        agent = httpx.post(f"{base}/v1/agents/", json={"llm_config": {
+            web_process(env, port=free_port(), log=logs / "bl-web.log") as base, \
+            httpx.Client(base_url=base, headers=auth(logs / "var")) as http:
+        agent = http.post("/v1/agents/", json={"llm_config": {
             "model": "m", "model_endpoint_type": "openai", "model_endpoint": model.base_url}}).json()
         started = time.monotonic()
-        batch = httpx.post(f"{base}/v1/messages/batches", json={
+        batch = http.post("/v1/messages/batches", json={
             "requests": [{"agent_id": agent["id"], "input": f"q{i}"} for i in range(requests)]}).json()
-        while httpx.get(f"{base}/v1/messages/batches/{batch['id']}").json()["status"] != "completed":
+        while http.get(f"/v1/messages/batches/{batch['id']}").json()["status"] != "completed":
             time.sleep(0.05)
         return time.monotonic() - started
+
+
+def auth(var_dir: Path) -> dict[str, str]:
+    """Headers with the key the web process made at its first start (`<var>/api-key`)."""
+    return {"Authorization": f"Bearer {(var_dir / 'api-key').read_text().strip()}"}
 
 
 def run_plain(redis_url: str, model: FakeOpenAIServer, *, requests: int, threads: int, logs: Path,
@@ -79,6 +85,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=160)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--ttft-s", type=float, default=1.0)
+    parser.add_argument("--without-sync", action="store_true",
+                        help="leave out the sync actor (it needs requests / threads seconds)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         logs = Path(tmp)
@@ -91,6 +99,8 @@ def main() -> None:
                 (f"async actor per request, {args.requests} threads", run_plain, args.requests,
                  {"actor": "stream_one_async"}),
             )
+            if args.without_sync:
+                contenders = contenders[::2]
             for name, run, threads, extra in contenders:
                 redis.Redis.from_url(redis_url).flushall()
                 with FakeOpenAIServer(first_token_delay_s=args.ttft_s) as model:

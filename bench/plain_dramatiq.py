@@ -1,11 +1,13 @@
-"""Baselines for bench/concurrency.py, not used by Batchline: one Dramatiq message per request,
+"""Baselines, not used by Batchline. For bench/concurrency.py: one Dramatiq message per request,
 streamed either by a plain sync actor on its worker thread, or by an async actor on Dramatiq's
-event loop (which still holds a worker thread for its whole run)."""
+event loop (which still holds a worker thread for its whole run). For `python -m bench`: a no-op
+actor, Dramatiq's own ceiling on the same Redis."""
 
 from __future__ import annotations
 
 import os
 
+import aiohttp
 import dramatiq
 import httpx
 from dramatiq.brokers.redis import RedisBroker
@@ -15,7 +17,7 @@ broker = RedisBroker(url=os.environ["REDIS_URL"])
 broker.add_middleware(AsyncIO())
 dramatiq.set_broker(broker)
 _client = httpx.Client(timeout=60)
-_async_client: httpx.AsyncClient | None = None
+_session: aiohttp.ClientSession | None = None
 _BODY = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -29,10 +31,17 @@ def stream_one(endpoint: str, done_key: str) -> None:
 
 @dramatiq.actor(queue_name="plain", max_retries=0)
 async def stream_one_async(endpoint: str, done_key: str) -> None:
-    global _async_client
-    if _async_client is None:
-        _async_client = httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=None))
-    async with _async_client.stream("POST", f"{endpoint}/chat/completions", json=_BODY) as response:
-        async for _ in response.aiter_lines():
+    # The client Batchline streams with (aiohttp, no pool cap), so that only the design differs.
+    global _session
+    if _session is None:
+        _session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                         timeout=aiohttp.ClientTimeout(total=60))
+    async with _session.post(f"{endpoint}/chat/completions", json=_BODY) as response:
+        async for _ in response.content.iter_any():
             pass
     broker.client.incr(done_key)
+
+
+@dramatiq.actor(queue_name="plain", max_retries=0)
+def noop() -> None:
+    """The raw ceiling: what Dramatiq alone costs per message (fetch, run, ack) on this Redis."""

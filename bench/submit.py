@@ -19,7 +19,7 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from app.embedded_redis import free_port
-from bench.concurrency import start_redis
+from bench.concurrency import auth, start_redis
 from tests.support.processes import service_env, web_process
 
 
@@ -31,9 +31,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         redis_process, redis_url = start_redis(Path(tmp))
         try:
-            env = service_env(redis_url)
+            env = service_env(redis_url, BATCHLINE_VAR_DIR=str(Path(tmp) / "var"))
             web = web_process(env, port=free_port(), log=Path(tmp) / "web.log")
-            with web as base, httpx.Client(timeout=60) as http:
+            with web as base, httpx.Client(timeout=60, headers=auth(Path(tmp) / "var")) as http:
                 agent = http.post(f"{base}/v1/agents/", json={"model": "simulated/echo"}).json()
                 body = {"requests": [{"agent_id": agent["id"], "input": f"question {i}"} for i in range(args.requests)]}
                 posts = []

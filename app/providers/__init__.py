@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from app.providers.anthropic import AnthropicProvider
 from app.providers.base import Provider
+from app.providers.http import StreamClient
 from app.providers.limits import ModelLimiter
 from app.providers.openai import OpenAIProvider
 from app.providers.simulated import SimulatedProvider
@@ -31,35 +30,16 @@ def split_handle(handle: str) -> tuple[str, str]:
     return provider, model
 
 
-def make_http_client(settings: Any) -> httpx.AsyncClient:
-    """The one AsyncClient a process shares for all model calls."""
-    timeout = httpx.Timeout(
-        connect=settings.llm_connect_timeout_s,
-        # Read is the longest silence inside a stream, not the whole call's duration.
-        read=settings.llm_read_timeout_s,
-        write=settings.llm_connect_timeout_s,
-        pool=settings.llm_connect_timeout_s,
-    )
-    return httpx.AsyncClient(
-        timeout=timeout,
-        # No cap on open connections: the worker limits concurrent streams itself
-        # (worker_max_streams), and a pool cap here would only queue streams behind each other.
-        # No idle keep-alive connections either: httpcore 1.x hands one idle connection to every
-        # queued request and lets the losers retry (encode/httpcore#1035), so a burst of
-        # hundreds of calls over a warm pool (say, retries after a 429 storm) takes seconds of
-        # CPU; measured here, 500 such calls took 8-11 s with keep-alive and 1.3-3 s without.
-        # Streams are cut at [DONE] and closed anyway, so reuse would gain little.
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
-        # A redirected POST would carry the API key to wherever it points.
-        follow_redirects=False,
-    )
+def make_http_client(settings: Any) -> StreamClient:
+    """The one client a process shares for all model calls (aiohttp: see app/providers/http.py)."""
+    return StreamClient(connect_timeout_s=settings.llm_connect_timeout_s, read_timeout_s=settings.llm_read_timeout_s)
 
 
 class ProviderRegistry:
     """Builds each provider on first use and keeps it for the process's lifetime. With a limiter
     (BATCHLINE_MODEL_LIMITS), calls to limited models are admitted through it first."""
 
-    def __init__(self, *, settings: Any, client: httpx.AsyncClient, limiter: ModelLimiter | None = None) -> None:
+    def __init__(self, *, settings: Any, client: StreamClient, limiter: ModelLimiter | None = None) -> None:
         self._settings = settings
         self._client = client
         self._limiter = limiter

@@ -6,7 +6,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from pydantic import SecretStr
 
 from app.providers.base import (
@@ -20,6 +19,7 @@ from app.providers.base import (
     ToolCall,
     text_and_images,
 )
+from app.providers.http import StreamClient
 from app.providers.sse import decode_json, key_for, open_sse, stream_error
 
 LABEL = "Anthropic"
@@ -31,7 +31,7 @@ MIN_THINKING_BUDGET = 1024
 
 
 class AnthropicProvider:
-    def __init__(self, *, client: httpx.AsyncClient, base_url: str, api_key: str | SecretStr | None) -> None:
+    def __init__(self, *, client: StreamClient, base_url: str, api_key: str | SecretStr | None) -> None:
         self._client = client
         self._base_url = base_url
         self._api_key = api_key

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 from pydantic import SecretStr
 
 from app.providers.base import (
@@ -20,13 +19,14 @@ from app.providers.base import (
     ToolCall,
     text_and_images,
 )
+from app.providers.http import StreamClient
 from app.providers.sse import decode_json, key_for, open_sse, stream_error
 
 LABEL = "OpenAI"
 
 
 class OpenAIProvider:
-    def __init__(self, *, client: httpx.AsyncClient, base_url: str, api_key: str | SecretStr | None) -> None:
+    def __init__(self, *, client: StreamClient, base_url: str, api_key: str | SecretStr | None) -> None:
         self._client = client
         self._base_url = base_url
         # Kept wrapped when given a SecretStr: unwrapped only while building the headers.

@@ -1,24 +1,29 @@
-"""Server-Sent Events over an httpx streaming response, and the HTTP plumbing both real
-providers share: opening the stream, turning HTTP and network failures into ProviderError.
+"""Server-Sent Events over a streaming response, and the HTTP plumbing both real providers
+share: opening the stream, turning HTTP and network failures into ProviderError.
 """
 
 from __future__ import annotations
 
 import email.utils
 import json
+import re
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import httpx
 from pydantic import SecretStr
 
 from app.providers.base import InvalidResponseError, ProviderError
+from app.providers.http import StreamClient, iter_lines
 
 #: 408 and 409 are worth retrying too: both APIs use them for transient conflicts and timeouts.
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
+#: What aiohttp refuses in a header value.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 #: Error bodies can be whole HTML pages from a proxy; an item's error needs only the gist.
 MAX_ERROR_TEXT = 1000
 
@@ -62,7 +67,7 @@ async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[SSEEvent]:
         yield SSEEvent(event=event_type or "message", data="\n".join(data), id=event_id)
 
 
-def parse_retry_after(headers: httpx.Headers, *, now: float | None = None) -> float | None:
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
     """Seconds to wait from `retry-after-ms` (OpenAI's, more precise, so preferred) or
     `Retry-After` (delta-seconds or an HTTP date). None when absent or unreadable."""
     ms = headers.get("retry-after-ms")
@@ -161,7 +166,7 @@ def stream_error(label: str, err: Any) -> ProviderError:
 
 @asynccontextmanager
 async def open_sse(
-    client: httpx.AsyncClient,
+    client: StreamClient,
     url: str,
     *,
     label: str,
@@ -172,46 +177,49 @@ async def open_sse(
 ) -> AsyncIterator[AsyncIterator[SSEEvent]]:
     """POST `body` and yield the response's SSE events.
 
-    `async with client.stream` guarantees the connection is closed when the awaiting task is
-    cancelled mid-stream. Network failures while connecting or reading (also those raised
-    inside the caller's `async with` body) become retryable ProviderErrors. `auth_hint` is
+    Leaving the `async with` (also when the awaiting task is cancelled mid-stream) closes the
+    connection of an unfinished stream. Network failures while connecting or reading (also those
+    raised inside the caller's `async with` body) become retryable ProviderErrors. `auth_hint` is
     added to a 401/403's message.
     """
     secrets = tuple(secrets)
+    if any(_CONTROL.search(value) for value in headers.values()):
+        # aiohttp refuses such a header with a bare ValueError; it is a configuration error (most
+        # likely a key pasted with its newline), so it is final, and the value is not quoted.
+        raise ProviderError(f"{label} request was not sent: a header value (the API key?) contains a line break "
+                            "or another control character")
     try:
-        async with client.stream("POST", url, json=body, headers=headers) as response:
-            if response.status_code >= 300:
-                raw = await response.aread()
+        async with client.post(url, json=body, headers=headers) as response:
+            if response.status >= 300:
+                raw = await response.read()
                 raise _status_error(label, response, raw, secrets, auth_hint)
-            yield iter_sse(response.aiter_lines())
+            yield iter_sse(iter_lines(response.content.iter_any()))
     except (ProviderError, InvalidResponseError) as exc:
         # Raised while reading the stream too (an error event, a chunk that is no JSON), quoting
         # what the provider sent, which may echo the key: it goes to logs and the item's error.
         exc.args = (redact(str(exc), secrets), *exc.args[1:])
         raise
-    except httpx.InvalidURL as exc:
-        raise ProviderError(f"{label} endpoint URL is invalid: {exc}") from exc
-    except httpx.UnsupportedProtocol as exc:
+    except aiohttp.NonHttpUrlClientError as exc:
         raise ProviderError(f"{label} endpoint URL is not http(s): {exc}") from exc
-    except httpx.TimeoutException as exc:
+    except (aiohttp.InvalidURL, httpx.InvalidURL) as exc:
+        raise ProviderError(f"{label} endpoint URL is invalid: {exc}") from exc
+    except TimeoutError as exc:  # aiohttp's connect and read timeouts are TimeoutErrors too
         raise ProviderError(f"{label} request timed out ({type(exc).__name__})", retryable=True) from exc
-    except httpx.TransportError as exc:
+    except (aiohttp.ClientError, OSError) as exc:
         raise ProviderError(
             redact(f"{label} connection failed ({type(exc).__name__}: {exc})", secrets), retryable=True
         ) from exc
-    except httpx.DecodingError as exc:
-        raise InvalidResponseError(f"{label} response could not be decoded: {exc}") from exc
 
 
-def _status_error(label: str, response: httpx.Response, raw: bytes, secrets: tuple[str | None, ...],
+def _status_error(label: str, response: aiohttp.ClientResponse, raw: bytes, secrets: tuple[str | None, ...],
                   auth_hint: str | None) -> ProviderError:
-    status = response.status_code
+    status = response.status
     if status < 400:
         # Redirects are not followed: a POST with a key must not wander to another host.
         where = response.headers.get("location", "elsewhere")
         return ProviderError(f"{label} returned {status} (redirect to {where}); set the endpoint to "
                              "the final URL", status_code=status)
-    message = redact(error_text(raw, fallback=response.reason_phrase or "no error message"), secrets)
+    message = redact(error_text(raw, fallback=response.reason or "no error message"), secrets)
     if auth_hint and status in (401, 403):
         message = f"{message} ({auth_hint})"
     return ProviderError(

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 import pytest
 
 from actors.slots import StreamSlot
 from app.model_limits import LimitTable, ModelLimit
 from app.providers.base import ChatMessage, ModelRequest
+from app.providers.http import StreamClient
 from app.providers.limits import ModelLimiter
 from app.providers.openai import OpenAIProvider
 from app.store import Store, connect, keys
@@ -38,7 +38,7 @@ def _run(store: Store, server: FakeOpenAIServer, scenario) -> None:
         streams = asyncio.Semaphore(1)  # this process's worker_max_streams
         limiter = ModelLimiter(table=LimitTable({"openai/*": LIMIT}), store=store.model_limits, lease_s=30,
                                pause_max_s=60)
-        async with httpx.AsyncClient(timeout=10) as http:
+        async with StreamClient(connect_timeout_s=10, read_timeout_s=10) as http:
             provider = limiter.wrap(OpenAIProvider(client=http, base_url=server.base_url, api_key="sk-x"),
                                     provider_name="openai", base_url=server.base_url)
 

@@ -6,7 +6,6 @@ import asyncio
 import json
 import time
 
-import httpx
 import pytest
 
 from app.providers.anthropic import AnthropicProvider, messages_url
@@ -20,6 +19,7 @@ from app.providers.base import (
     ToolCall,
     ToolSpec,
 )
+from app.providers.http import StreamClient
 from tests.fakes.model_servers import FakeAnthropicServer, Reply
 
 KEY = "sk-ant-test-secret-456"
@@ -37,7 +37,7 @@ class Timing:
 
 async def _stream(base_url: str, request: ModelRequest = HELLO, *, api_key: str | None = KEY,
                   on_first_token: Timing | None = None) -> ModelResponse:
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with StreamClient(connect_timeout_s=10, read_timeout_s=10) as client:
         provider = AnthropicProvider(client=client, base_url=base_url, api_key=api_key)
         return await provider.stream(request, on_first_token=on_first_token or Timing())
 
@@ -228,7 +228,7 @@ def test_given_an_error_event_quoting_the_key_when_streaming_then_the_error_name
 
 def test_given_a_held_first_token_when_the_task_is_cancelled_then_the_server_sees_the_stream_closed() -> None:
     async def scenario(server: FakeAnthropicServer) -> bool:
-        async with httpx.AsyncClient(timeout=60) as client:
+        async with StreamClient(connect_timeout_s=60, read_timeout_s=60) as client:
             provider = AnthropicProvider(client=client, base_url=server.base_url, api_key=KEY)
             task = asyncio.create_task(provider.stream(HELLO, on_first_token=Timing()))
             assert await asyncio.to_thread(server.wait_for_open_streams, 1, 5.0)

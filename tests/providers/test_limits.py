@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 import pytest
 
 from app.model_limits import LimitTable, ModelLimit
 from app.providers.base import ChatMessage, ModelRequest, ToolSpec
+from app.providers.http import StreamClient
 from app.providers.limits import ModelLimiter, estimate_tokens
 from app.providers.openai import OpenAIProvider
 from app.providers.retry import RetryPolicy, stream_with_retries
@@ -34,7 +34,7 @@ def test_given_a_429_with_retry_after_when_retried_then_the_model_is_paused_in_r
     async def go() -> str:
         limiter = ModelLimiter(table=LimitTable({"*": ModelLimit()}), store=store.model_limits, lease_s=30,
                                pause_max_s=60)
-        async with httpx.AsyncClient(timeout=10) as http:
+        async with StreamClient(connect_timeout_s=10, read_timeout_s=10) as http:
             provider = limiter.wrap(OpenAIProvider(client=http, base_url=server.base_url, api_key="sk-x"),
                                     provider_name="openai", base_url=server.base_url)
             response = await stream_with_retries(provider, HELLO, on_first_token=lambda: None,
@@ -54,7 +54,7 @@ def test_given_a_token_limit_when_a_call_ends_then_its_estimate_is_replaced_by_t
     async def go() -> None:
         limiter = ModelLimiter(table=LimitTable({"openai/gpt-4o-mini": ModelLimit(tokens_per_minute=10_000)}),
                                store=store.model_limits, lease_s=30, pause_max_s=60)
-        async with httpx.AsyncClient(timeout=10) as http:
+        async with StreamClient(connect_timeout_s=10, read_timeout_s=10) as http:
             provider = limiter.wrap(OpenAIProvider(client=http, base_url=server.base_url, api_key="sk-x"),
                                     provider_name="openai", base_url=server.base_url)
             await provider.stream(ModelRequest(model="gpt-4o-mini", system="", max_tokens=500,
@@ -76,7 +76,7 @@ def test_given_a_model_without_a_limit_when_called_then_redis_is_not_asked(store
     async def go() -> None:
         limiter = ModelLimiter(table=LimitTable({"anthropic/*": ModelLimit(max_streams=1)}),
                                store=store.model_limits, lease_s=30, pause_max_s=60)
-        async with httpx.AsyncClient(timeout=10) as http:
+        async with StreamClient(connect_timeout_s=10, read_timeout_s=10) as http:
             provider = limiter.wrap(OpenAIProvider(client=http, base_url=server.base_url, api_key="sk-x"),
                                     provider_name="openai", base_url=server.base_url)
             await provider.stream(HELLO, on_first_token=lambda: None)

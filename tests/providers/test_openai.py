@@ -7,7 +7,6 @@ import json
 import socket
 import time
 
-import httpx
 import pytest
 
 from app.providers.base import (
@@ -20,6 +19,7 @@ from app.providers.base import (
     ToolCall,
     ToolSpec,
 )
+from app.providers.http import StreamClient
 from app.providers.openai import OpenAIProvider, build_body
 from tests.fakes.model_servers import FakeOpenAIServer, Reply
 
@@ -38,7 +38,7 @@ class Timing:
 
 async def _stream(base_url: str, request: ModelRequest = HELLO, *, api_key: str | None = KEY,
                   on_first_token: Timing | None = None) -> ModelResponse:
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with StreamClient(connect_timeout_s=10, read_timeout_s=10) as client:
         provider = OpenAIProvider(client=client, base_url=base_url, api_key=api_key)
         return await provider.stream(request, on_first_token=on_first_token or Timing())
 
@@ -263,7 +263,7 @@ def test_given_nothing_listening_when_streaming_then_a_retryable_provider_error_
 
 def test_given_a_held_first_token_when_the_task_is_cancelled_then_the_server_sees_the_stream_closed() -> None:
     async def scenario(server: FakeOpenAIServer) -> float | None:
-        async with httpx.AsyncClient(timeout=60) as client:
+        async with StreamClient(connect_timeout_s=60, read_timeout_s=60) as client:
             provider = OpenAIProvider(client=client, base_url=server.base_url, api_key=KEY)
             task = asyncio.create_task(provider.stream(HELLO, on_first_token=Timing()))
             assert await asyncio.to_thread(server.wait_for_open_streams, 1, 5.0)
@@ -287,6 +287,15 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_given_an_api_key_with_a_trailing_newline_when_streaming_then_a_final_error_names_the_cause_not_the_key(
+) -> None:
+    with FakeOpenAIServer() as server, pytest.raises(ProviderError, match="line break") as caught:
+        stream(server, api_key="sk-SECRET\n")
+    assert not caught.value.retryable
+    assert "SECRET" not in str(caught.value)
+    assert server.requests == []
 
 
 def test_given_an_error_quoting_a_key_with_an_escaped_newline_when_redacted_then_no_form_of_the_key_remains() -> None:

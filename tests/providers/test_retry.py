@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from app.providers.base import ChatMessage, InvalidResponseError, ModelRequest, ModelResponse, ProviderError
+from app.providers.http import StreamClient
 from app.providers.openai import OpenAIProvider
 from app.providers.retry import RetryPolicy, stream_with_retries
 from app.providers.sse import parse_retry_after
@@ -36,7 +37,7 @@ class Run:
     def __call__(self, server: FakeOpenAIServer, policy: RetryPolicy = POLICY,
                  jitter: float = 1.0) -> ModelResponse:
         async def go() -> ModelResponse:
-            async with httpx.AsyncClient(timeout=10) as client:
+            async with StreamClient(connect_timeout_s=10, read_timeout_s=10) as client:
                 provider = OpenAIProvider(client=client, base_url=server.base_url, api_key="sk-x")
                 return await stream_with_retries(provider, HELLO, on_first_token=self._first_token,
                                                  policy=policy, sleep=self._sleep, jitter=lambda: jitter)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -17,7 +18,7 @@ from app.providers import (
     split_handle,
 )
 from app.providers.anthropic import AnthropicProvider
-from app.providers.base import ChatMessage, ModelRequest, ModelResponse, ToolSpec
+from app.providers.base import ChatMessage, ModelRequest, ModelResponse, ProviderError, ToolSpec
 from app.providers.openai import OpenAIProvider
 from app.providers.simulated import SimulatedProvider
 from app.settings import Settings
@@ -86,7 +87,7 @@ def test_given_settings_when_the_registry_builds_providers_then_each_is_built_on
                         simulated_ttft_ms=0, simulated_token_ms=0)
 
     async def check() -> None:
-        async with httpx.AsyncClient() as client:
+        async with make_http_client(settings) as client:
             registry = ProviderRegistry(settings=settings, client=client)
             assert isinstance(registry.get("openai"), OpenAIProvider)
             assert isinstance(registry.get("anthropic"), AnthropicProvider)
@@ -110,13 +111,51 @@ def test_given_the_registry_openai_provider_when_streaming_then_the_secret_key_i
         assert server.headers[0]["authorization"] == "Bearer sk-from-settings"
 
 
-def test_given_settings_when_making_the_http_client_then_it_uses_the_llm_timeouts_and_no_redirects() -> None:
+def test_given_settings_when_making_the_http_client_then_it_uses_the_llm_timeouts() -> None:
     client = make_http_client(Settings(llm_connect_timeout_s=3.0, llm_read_timeout_s=120.0))
-    try:
-        assert (client.timeout.connect, client.timeout.read) == (3.0, 120.0)
-        assert client.follow_redirects is False
-    finally:
-        asyncio.run(client.aclose())
+    # sock_read: the longest silence inside a stream, never a cap on the whole call
+    assert (client.timeout.connect, client.timeout.sock_read, client.timeout.total) == (3.0, 120.0, None)
+
+
+class _Redirector:
+    """Answers every POST with a 307 to `location`."""
+
+    def __init__(self, location: str) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(307)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self._server.server_port}/v1"
+
+    def __enter__(self) -> _Redirector:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def test_given_a_redirecting_endpoint_when_streaming_then_the_redirect_is_refused_and_the_key_stays_home() -> None:
+    async def call(base_url: str, target: str) -> None:
+        settings = Settings(openai_base_url=base_url, openai_api_key=SecretStr("sk-from-settings"),
+                            llm_max_attempts=1)
+        async with make_http_client(settings) as client:
+            provider = ProviderRegistry(settings=settings, client=client).get("openai")
+            await provider.stream(request("hi"), on_first_token=lambda: None)
+
+    with FakeOpenAIServer() as target, _Redirector(f"{target.base_url}/chat/completions") as redirector:
+        with pytest.raises(ProviderError, match="redirect to"):
+            asyncio.run(call(redirector.base_url, target.base_url))
+        assert target.requests == []
 
 
 def test_given_the_shared_http_client_when_300_streams_run_at_once_then_none_waits_for_the_pool() -> None:
