@@ -7,29 +7,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
-from dramatiq.brokers.redis import RedisBroker
-
 from actors.fanout import ChunkFeeder
 from actors.reconciler import Reconciler
 from actors.runtime import WorkerRuntime
-from app.message_ledger import MessageLedger
 from app.schemas.agents import CreateAgent
 from app.schemas.batches import LettaBatchRequest
 from app.settings import Settings
-from app.store import Store, connect, keys
-from app.tasks import RUN_CHUNK, START_BATCH, TaskQueue
+from app.store import Store, keys
+from app.tasks import RUN_CHUNK, START_BATCH
 from tests.support.queues import pending_messages
-
-
-@pytest.fixture
-def store(redis_url: str) -> Store:
-    return Store(client=connect(redis_url))
-
-
-@pytest.fixture
-def tasks(redis_url: str, store: Store) -> TaskQueue:
-    return TaskQueue(broker=RedisBroker(url=redis_url, middleware=[MessageLedger(store=store)]))
 
 
 def _feeder(store: Store, tasks: Any, *, budget: int = 0, threads: int = 1) -> ChunkFeeder:

@@ -7,14 +7,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
 from redis.connection import AbstractConnection
 
 from actors.runtime import WorkerRuntime
 from app.schemas.agents import CreateAgent
 from app.schemas.batches import LettaBatchRequest
 from app.settings import Settings
-from app.store import Store, connect, keys
+from app.store import keys
 from tests.fakes.model_servers import FakeOpenAIServer
 
 ITEMS = 20
@@ -25,11 +24,6 @@ ONCE = (b"HELLO", b"CLIENT", b"PING", b"SCRIPT", b"SUBSCRIBE")
 class NoTasks:
     def send(self, actor_name: str, *args: Any, delay_ms: int | None = None) -> None:
         pass
-
-
-@pytest.fixture
-def store(redis_url: str) -> Store:
-    return Store(client=connect(redis_url))
 
 
 def _runtime(redis_url: str, tmp_path, **settings: Any) -> WorkerRuntime:

@@ -7,27 +7,15 @@ import time
 from typing import Any
 
 import pytest
-from dramatiq.brokers.redis import RedisBroker
 
 from actors.reconciler import Reconciler
-from app.message_ledger import MessageLedger
 from app.schemas.agents import CreateAgent
 from app.schemas.batches import LettaBatchRequest
-from app.store import Store, connect, keys
+from app.store import Store, keys
 from app.store.progress import Chunk
 from app.store.runs import RunRecord
 from app.tasks import FINALIZE_BATCH, RUN_CHUNK, SEND_CALLBACK, START_BATCH, TaskQueue
 from tests.support.queues import pending_messages
-
-
-@pytest.fixture
-def store(redis_url: str) -> Store:
-    return Store(client=connect(redis_url))
-
-
-@pytest.fixture
-def tasks(redis_url: str, store: Store) -> TaskQueue:
-    return TaskQueue(broker=RedisBroker(url=redis_url, middleware=[MessageLedger(store=store)]))
 
 
 @pytest.fixture

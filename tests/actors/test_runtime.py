@@ -15,7 +15,7 @@ from actors.runtime import WorkerRuntime
 from app.schemas.agents import CreateAgent
 from app.schemas.batches import LettaBatchRequest
 from app.settings import Settings
-from app.store import Store, connect, keys
+from app.store import Store, keys
 from app.tasks import FINALIZE_BATCH
 from tests.fakes.model_servers import FakeOpenAIServer
 
@@ -26,11 +26,6 @@ class RecordingTasks:
 
     def send(self, actor_name: str, *args: Any, delay_ms: int | None = None) -> None:
         self.sent.append((actor_name, *args))
-
-
-@pytest.fixture
-def store(redis_url: str) -> Store:
-    return Store(client=connect(redis_url))
 
 
 @pytest.fixture

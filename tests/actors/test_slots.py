@@ -13,18 +13,13 @@ from app.providers.base import ChatMessage, ModelRequest
 from app.providers.http import StreamClient
 from app.providers.limits import ModelLimiter
 from app.providers.openai import OpenAIProvider
-from app.store import Store, connect, keys
+from app.store import Store, keys
 from tests.fakes.model_servers import FakeOpenAIServer
 
 HELLO = ModelRequest(model="gpt-4o-mini", system="", messages=(ChatMessage(role="user", text="Hi"),))
 LIMIT = ModelLimit(max_streams=1)
 BUCKET = "openai/gpt-4o-mini"
 ITEM = "batch_item-1"
-
-
-@pytest.fixture
-def store(redis_url: str) -> Store:
-    return Store(client=connect(redis_url))
 
 
 async def _until(predicate, timeout_s: float = 5.0) -> None:
