@@ -139,6 +139,7 @@ class WorkerRuntime:
         # Even in a stopped batch every item is claimed: the claim settles unstarted items and
         # hands over items a dead worker left running, which nothing else would end.
         item_ids = await self.redis_retry.call(self.store.batches.item_ids, batch_id, start=start, stop=stop)
+        await self.redis_retry.call(self.store.blobs.materialize, batch_id, item_ids, start=start)
         async with asyncio.TaskGroup() as group:
             runs = [group.create_task(self.run_item(batch_id, item_id)) for item_id in item_ids]
         if not all(run.result() for run in runs):

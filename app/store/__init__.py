@@ -61,6 +61,7 @@ class Store:
         self.sweeps = SweepStore(client=client)
         self.monitor = MonitorStore(client=client)
         self.results = ResultStore(client=client)
+        self.blobs = self.batches.blobs
 
     def client_time(self) -> tuple[int, int]:
         """The Redis server's clock: (seconds, microseconds)."""
