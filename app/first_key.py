@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 import redis
@@ -59,9 +60,16 @@ def _ensure(store: Store, path: Path) -> None:
             logger.info("Registered the API key in %s for tenant %s (key id %s)", path, DEFAULT_TENANT, record.id)
             return
         record, secret = keys.create(tenant=DEFAULT_TENANT, name="first-start")
-        _write_private(path, secret)
-        _show_once(f"Batchline made an API key for tenant '{DEFAULT_TENANT}' (key id {record.id}), saved to {path} "
-                   "(mode 0600):", secret)
+        saved = f"saved to {path} (mode 0600)"
+        try:
+            _write_private(path, secret)
+        except OSError as exc:
+            # The key is registered already, so a failed start would leave a key nobody knows:
+            # start anyway, and show it (this once is the only time it can be seen).
+            logger.warning("The first API key could not be saved to %s (%s); it is printed once below.",
+                           path, exc.strerror or type(exc).__name__)
+            saved = "NOT saved: keep it now"
+        _show_once(f"Batchline made an API key for tenant '{DEFAULT_TENANT}' (key id {record.id}), {saved}:", secret)
     finally:
         keys.release_bootstrap()
 
@@ -78,9 +86,12 @@ def _show_once(text: str, secret: str) -> None:
 
 def _write_private(path: Path, secret: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.unlink(missing_ok=True)
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        file.write(secret + "\n")
-    os.replace(temporary, path)
+    # A name of its own (mkstemp: O_EXCL, mode 0600), so whatever a crash left behind is no obstacle.
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secret + "\n")
+        os.replace(temporary, path)
+    except OSError:
+        Path(temporary).unlink(missing_ok=True)
+        raise

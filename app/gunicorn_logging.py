@@ -12,3 +12,8 @@ class Logger(GunicornLogger):
     def setup(self, cfg: object) -> None:
         super().setup(cfg)
         use_chosen_format(self.error_log, self.access_log)
+
+    def _get_user(self, environ: dict) -> None:
+        """Nobody: gunicorn would show the user of a Basic Authorization header in the access
+        log, and a client that sends its API key that way (`curl -u KEY:`) would have it logged."""
+        return None

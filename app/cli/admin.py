@@ -12,12 +12,14 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from app.callbacks import tenant_secret
 from app.cli.client import CliError
 from app.embedded_redis import EmbeddedRedis
 from app.settings import Settings
 from app.store import Store, connect
+from app.store.api_keys import InvalidKeyName
 from app.tenancy import DEFAULT_TENANT, InvalidTenant, check_tenant
 
 keys_cli = typer.Typer(no_args_is_help=True, help="Make, list and revoke API keys (talks to Redis directly).")
@@ -53,10 +55,11 @@ def keys_create(
     """Make a key; it is printed once, as the last line, and stored only as a hash."""
     try:
         record, secret = admin_store().api_keys.create(tenant=tenant, name=name)
-    except InvalidTenant as exc:
+    except (InvalidTenant, InvalidKeyName) as exc:
         raise CliError(str(exc)) from None
+    # markup=False: a name is the operator's text, and "[/x]" in it must print, not raise
     console.print(f"Key {record.id} ({record.name!r}) for tenant {record.tenant} made. It is shown only now:",
-                  highlight=False)
+                  highlight=False, markup=False)
     print(secret, flush=True)
 
 
@@ -65,7 +68,8 @@ def keys_list() -> None:
     """Every key: id, name, tenant, when it was made and last used (never the key itself)."""
     table = Table("id", "name", "tenant", "created", "last used")
     for key in admin_store().api_keys.list():
-        table.add_row(key.id, key.name, key.tenant, key.created_at, key.last_used_at or "never")
+        table.add_row(*(Text(cell) for cell in (key.id, key.name, key.tenant, key.created_at,
+                                                 key.last_used_at or "never")))
     console.print(table)
 
 
@@ -74,7 +78,7 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (`keys 
     """Revoke a key: its next call gets 401."""
     if not admin_store().api_keys.revoke(key_id):
         raise CliError(f"No key {key_id!r} (see `batchline keys list`).")
-    console.print(f"Key {key_id} revoked.", highlight=False)
+    console.print(f"Key {key_id} revoked.", highlight=False, markup=False)
 
 
 def tenant_webhook_secret(tenant: str) -> str:

@@ -184,6 +184,11 @@ async def open_sse(
                 raw = await response.aread()
                 raise _status_error(label, response, raw, secrets, auth_hint)
             yield iter_sse(response.aiter_lines())
+    except (ProviderError, InvalidResponseError) as exc:
+        # Raised while reading the stream too (an error event, a chunk that is no JSON), quoting
+        # what the provider sent, which may echo the key: it goes to logs and the item's error.
+        exc.args = (redact(str(exc), secrets), *exc.args[1:])
+        raise
     except httpx.InvalidURL as exc:
         raise ProviderError(f"{label} endpoint URL is invalid: {exc}") from exc
     except httpx.UnsupportedProtocol as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import time
 from dataclasses import asdict, dataclass
@@ -16,6 +17,8 @@ from app.ids import now_iso
 from app.store import keys
 from app.tenancy import check_tenant
 
+logger = logging.getLogger(__name__)
+
 #: Every key starts with this, so that a leaked one is recognisable (secret scanners, logs).
 KEY_PREFIX = "bl_"
 #: Random bytes in a key (256 bits).
@@ -23,6 +26,14 @@ KEY_BYTES = 32
 #: A key's "last used" time is written at most this often per process (a write per request
 #: would double the Redis traffic of a busy client).
 LAST_USED_RESOLUTION_S = 60.0
+
+
+#: A key's name is the operator's note of what it is for.
+MAX_NAME_CHARS = 100
+
+
+class InvalidKeyName(ValueError):
+    """A key name that is empty, too long or not printable text."""
 
 
 @dataclass(frozen=True)
@@ -50,28 +61,33 @@ class ApiKeyStore:
     def create(self, *, tenant: str, name: str, secret: str | None = None) -> tuple[ApiKey, str]:
         """A new key for `tenant`: (its record, the key itself, shown to the caller once).
         `secret` registers a key made elsewhere (the key file of a first start)."""
+        if not name.strip() or len(name) > MAX_NAME_CHARS or not name.isprintable():
+            raise InvalidKeyName(f"a key name must be 1 to {MAX_NAME_CHARS} printable characters")
         secret = secret or KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
         record = ApiKey(id="key_" + secrets.token_hex(8), name=name, tenant=check_tenant(tenant),
                         created_at=now_iso())
         digest = key_hash(secret)
         with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.API_KEYS_BY_HASH, digest, json.dumps(asdict(record)))
+            pipe.hset(keys.API_KEYS_BY_HASH, digest, json.dumps({**asdict(record), "sha256": digest}))
             pipe.hset(keys.API_KEY_IDS, record.id, digest)
             pipe.execute()
         return record, secret
 
     def authenticate(self, secret: str) -> ApiKey | None:
-        """The key's record, or None for an unknown or revoked key. The lookup is by hash, so the
-        stored value never meets the presented one in a comparison that could leak its prefix."""
+        """The key's record, or None for an unknown or revoked key, in one round trip. The lookup
+        is by hash, so the stored value never meets the presented one in a comparison that could
+        leak its prefix; the hash found is compared again in constant time. (Revoking deletes the
+        record in one transaction, so a record found is a live key.)"""
         if not looks_like_key(secret):
             return None
         digest = key_hash(secret)
         raw = self.client.hget(keys.API_KEYS_BY_HASH, digest)
         if raw is None:
             return None
-        record = ApiKey(**json.loads(raw))
-        if not hmac.compare_digest(self.client.hget(keys.API_KEY_IDS, record.id) or "", digest):
-            return None  # revoked between the two reads
+        fields = json.loads(raw)
+        if not hmac.compare_digest(fields.pop("sha256", digest), digest):
+            return None
+        record = ApiKey(**fields)
         self._touch(record.id)
         return record
 
@@ -79,7 +95,11 @@ class ApiKeyStore:
         now = time.monotonic()
         if now - self._touched.get(key_id, -LAST_USED_RESOLUTION_S) >= LAST_USED_RESOLUTION_S:
             self._touched[key_id] = now
-            self.client.hset(keys.API_KEY_LAST_USED, key_id, now_iso())
+            try:
+                self.client.hset(keys.API_KEY_LAST_USED, key_id, now_iso())
+            except redis.RedisError as exc:
+                # Bookkeeping only: a read must not fail because Redis refuses writes (full, a replica).
+                logger.warning("Could not record the last use of API key %s (%s)", key_id, type(exc).__name__)
 
     def list(self) -> list[ApiKey]:
         digests = self.client.hgetall(keys.API_KEY_IDS)
@@ -87,7 +107,7 @@ class ApiKeyStore:
             return []
         records = self.client.hmget(keys.API_KEYS_BY_HASH, list(digests.values()))
         used = self.client.hgetall(keys.API_KEY_LAST_USED)
-        found = [ApiKey(**{**json.loads(raw), "last_used_at": used.get(key_id)})
+        found = [ApiKey(**{**_fields(raw), "last_used_at": used.get(key_id)})
                  for key_id, raw in zip(digests, records, strict=True) if raw is not None]
         return sorted(found, key=lambda key: key.created_at)
 
@@ -112,3 +132,10 @@ class ApiKeyStore:
 
     def release_bootstrap(self) -> None:
         self.client.delete(keys.API_KEY_BOOTSTRAP)
+
+
+def _fields(raw: str) -> dict:
+    """A stored record without its hash (which `keys list` must never show)."""
+    fields = json.loads(raw)
+    fields.pop("sha256", None)
+    return fields

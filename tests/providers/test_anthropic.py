@@ -217,6 +217,15 @@ def test_given_an_error_event_mid_stream_when_streaming_then_a_retryable_provide
     assert caught.value.retryable
 
 
+def test_given_an_error_event_quoting_the_key_when_streaming_then_the_error_names_no_key() -> None:
+    with (
+        FakeAnthropicServer(reply=Reply(stream_error=f"Overloaded (key {KEY})")) as server,
+        pytest.raises(ProviderError, match="Overloaded") as caught,
+    ):
+        stream(server)
+    assert KEY not in str(caught.value) and "[redacted]" in str(caught.value)
+
+
 def test_given_a_held_first_token_when_the_task_is_cancelled_then_the_server_sees_the_stream_closed() -> None:
     async def scenario(server: FakeAnthropicServer) -> bool:
         async with httpx.AsyncClient(timeout=60) as client:

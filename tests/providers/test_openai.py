@@ -210,6 +210,14 @@ def test_given_a_400_echoing_the_key_when_streaming_then_the_error_is_final_and_
     assert "Invalid request" in str(caught.value) and KEY not in str(caught.value)
 
 
+@pytest.mark.parametrize("reply", [Reply(text="partial", stream_error=f"overloaded: {KEY}"),
+                                   Reply(raw_sse=[f'{{"error": "bad key {KEY}'])], ids=["error event", "not JSON"])
+def test_given_a_stream_that_breaks_quoting_the_key_when_streaming_then_the_error_names_no_key(reply) -> None:
+    with FakeOpenAIServer(reply=reply) as server, pytest.raises((ProviderError, InvalidResponseError)) as caught:
+        stream(server)
+    assert "[redacted]" in str(caught.value) and KEY not in str(caught.value)
+
+
 def test_given_an_empty_stream_when_streaming_then_the_response_is_invalid() -> None:
     with FakeOpenAIServer(reply=Reply(text="")) as server, pytest.raises(InvalidResponseError):
         stream(server)

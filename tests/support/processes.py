@@ -64,10 +64,12 @@ def spawn(args: list[str], *, env: dict[str, str], cwd: Path, log: Path) -> subp
 
 @contextmanager
 def web_process(env: dict[str, str], *, port: int, log: Path, cwd: Path | None = None,
-                workers: int = 1) -> Iterator[str]:
+                workers: int = 1, config: Path | None = None) -> Iterator[str]:
+    """gunicorn serving the app; `config` is a gunicorn config file (hooks) to add."""
     process = spawn([str(BIN / "gunicorn"), "--worker-class", "gthread", "--workers", str(workers), "--threads", "8",
                      "--bind", f"127.0.0.1:{port}", "--logger-class", "app.gunicorn_logging.Logger",
-                     "app:create_app()"], env=env, cwd=cwd or log.parent, log=log)
+                     *(["--config", str(config)] if config else []), "app:create_app()"],
+                    env=env, cwd=cwd or log.parent, log=log)
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{base_url}/readyz", process=process)
