@@ -1,5 +1,6 @@
-"""Batches: a hash per batch (fields, live counters, callback state), a hash per item, and
-indexes ordered by creation. State transitions run as Lua scripts (app/lua/)."""
+"""Batches: a hash per batch (fields, live counters, callback state), its requests in blobs
+(app/store/blobs.py), a hash per item once a worker reaches it, and indexes ordered by creation.
+State transitions run as Lua scripts (app/lua/)."""
 
 from __future__ import annotations
 

@@ -88,3 +88,25 @@ def test_given_a_process_that_did_not_read_the_blob_when_an_item_s_request_loads
     monkeypatch.setattr(blobs, "_recent", blobs._RecentBlobs(max_bytes=0))  # another worker process
 
     assert [LettaBatchRequest.model_validate_json(store.runs.load_request(item_id)) for item_id in item_ids] == requests
+
+
+def test_given_requests_of_every_message_kind_when_stored_in_a_blob_then_each_loads_back_equal(store):
+    agent = store.agents.create(CreateAgent(model="simulated/echo"))["id"]
+    bodies = [
+        {"input": [{"type": "text", "text": "part"}]},
+        {"messages": [{"role": "user", "content": "hi", "name": "ann"}], "max_steps": 2},
+        {"messages": [{"type": "approval", "approvals": [
+            {"type": "tool", "tool_call_id": "c1", "tool_return": "42"},
+            {"tool_call_id": "c2", "approve": False, "reason": "no"}]}]},
+        {"messages": [{"type": "tool_return", "tool_returns": [{"type": "tool", "tool_call_id": "c3",
+                                                                "tool_return": "ok", "status": "error"}]}]},
+        {"input": "plain", "use_assistant_message": False, "client_tools": [{"name": "lookup"}]},
+    ]
+    requests = [LettaBatchRequest.model_validate({"agent_id": agent, **body}) for body in bodies]
+    batch_id, item_ids = _batch(store, requests, blob_size=2)
+    store.blobs.materialize(batch_id, item_ids, start=0)
+
+    loaded = [LettaBatchRequest.model_validate_json(store.runs.load_request(item_id)) for item_id in item_ids]
+
+    assert loaded == requests
+    assert type(loaded[2].messages[0].approvals[0]).__name__ == "ToolReturnItem"
