@@ -32,18 +32,9 @@ CHUNK_TIME_LIMIT_MS = int(max(settings.item_timeout_s * 2, 3600) * 1000)
 
 @dramatiq.actor(actor_name=START_BATCH, queue_name=BATCHES_QUEUE, **CONTROL_OPTIONS)
 def start_batch(batch_id: str) -> None:
-    """Enqueue one run_chunk message per chunk of items, resuming where a crashed run stopped."""
-    runtime = current_runtime()
-    progress = runtime.store.progress
-    fanout = progress.fanout(batch_id)
-    if fanout is None:
-        return
-    chunk_start = fanout.next_start
-    while chunk_start < fanout.total:
-        stop = min(chunk_start + settings.chunk_size, fanout.total) - 1
-        runtime.tasks.send(RUN_CHUNK, batch_id, chunk_start, stop)
-        chunk_start = stop + 1
-        progress.advance_fanout(batch_id, next_start=chunk_start)
+    """Enqueue the batch's first chunks, up to its budget; each finished chunk enqueues the next
+    (actors/fanout.py). Run again, it only fills places that are free."""
+    current_runtime().feeder.feed(batch_id)
 
 
 @dramatiq.actor(actor_name=RUN_CHUNK, queue_name=ITEMS_QUEUE, max_retries=20, min_backoff=1000,

@@ -6,7 +6,8 @@ purged by hand, a message dead-lettered after its retries. Batchline's own state
 (app/store/progress.py) says what each active batch still needs; for each, a sweep:
 
 - expires it once its completion window has passed (Redis clock; no delayed message needed);
-- resumes a fan-out that stopped part way, when no message carries it any more;
+- resumes a fan-out that has fewer chunks in flight than its budget and items left to enqueue,
+  when no start message is alive (the step that enqueues a finished chunk's successor was lost);
 - re-enqueues every unfinished chunk whose message is gone (the claim's lease still guards
   against running an item whose owner is alive: such an item answers "busy");
 - asks for finalize when every item has ended but the batch is not terminal;
@@ -19,6 +20,7 @@ Every worker process runs the loop; a lease in Redis lets one sweep at a time.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from app.queues import Queues
@@ -52,10 +54,13 @@ class Repairs:
 
 
 class Reconciler:
-    def __init__(self, *, store: Store, tasks: TaskQueue, callback_max_attempts: int) -> None:
+    def __init__(self, *, store: Store, tasks: TaskQueue, callback_max_attempts: int,
+                 chunk_budget: Callable[[], int] = lambda: 1) -> None:
         self.store = store
         self.tasks = tasks
         self.callback_max_attempts = callback_max_attempts
+        #: Chunks a batch may have in flight (actors/fanout.py); fewer means its fan-out stalled.
+        self.chunk_budget = chunk_budget
         self._queues: Queues | None = None
 
     @property
@@ -89,8 +94,7 @@ class Reconciler:
 
     def _repair(self, progress: BatchProgress, repairs: Repairs) -> None:
         batch_id = progress.batch_id
-        if not progress.terminal and progress.fanout_next < progress.total and not self._alive(
-                START_BATCH, progress.start_message_id):
+        if progress.fanout_short(self.chunk_budget()) and not self._alive(START_BATCH, progress.start_message_id):
             self.tasks.send(START_BATCH, batch_id)
             repairs.fanouts_resumed += 1
         if progress.unfinished:

@@ -26,21 +26,25 @@ from dataclasses import dataclass
 import dramatiq
 import redis
 
+from actors.fanout import ChunkFeeder
 from actors.heartbeat import forget, send_heartbeats
 from actors.leases import renew_leases
 from actors.memory import MemoryBudget
 from actors.reconciler import Reconciler
+from actors.slots import StreamSlot
 from actors.stops import StopListener
 from app.engine.history import context_budget_bytes
 from app.engine.runner import BatchItemRef, Finished, RequestRunner
 from app.logs import bind_item
 from app.outage import outage
 from app.providers import ProviderRegistry, make_http_client
+from app.providers.limits import ModelLimiter
 from app.redis_retry import UNAVAILABLE, RedisRetry
 from app.schemas.batches import LettaBatchRequest
 from app.settings import Settings
 from app.store import Store, connect
-from app.store.runs import Claim
+from app.store.item_start import ItemStart
+from app.store.runs import Claim, StoredItem
 from app.tasks import FINALIZE_BATCH, TaskQueue
 from app.vocabulary import STOPPED_BATCH_STATUSES, BatchStatus
 
@@ -96,10 +100,16 @@ class WorkerRuntime:
         self.http = make_http_client(self.settings)
         self.redis_retry = RedisRetry(give_up=lambda: self.shutting_down)
         self.runner = RequestRunner(settings=self.settings, store=self.store,
-                                    providers=ProviderRegistry(settings=self.settings, client=self.http),
+                                    providers=ProviderRegistry(settings=self.settings, client=self.http,
+                                                               limiter=ModelLimiter.from_settings(
+                                                                   self.settings, self.store.model_limits)),
                                     redis_retry=self.redis_retry)
+        self.feeder = ChunkFeeder(store=self.store, tasks=self.tasks, chunk_size=self.settings.chunk_size,
+                                  chunks_in_flight_per_batch=self.settings.chunks_in_flight_per_batch,
+                                  own_threads=lambda: self.threads)
         self.reconciler = Reconciler(store=self.store, tasks=self.tasks,
-                                     callback_max_attempts=self.settings.callback_max_attempts)
+                                     callback_max_attempts=self.settings.callback_max_attempts,
+                                     chunk_budget=self.feeder.budget)
         self.streams = asyncio.Semaphore(self.settings.worker_max_streams)
         self.memory = MemoryBudget(budget_bytes=self.settings.worker_memory_budget_mb * 1024 * 1024)
         self.stops = StopListener(store=self.store, loop=self.loop, on_stop=self.stop_batch_locally,
@@ -140,21 +150,24 @@ class WorkerRuntime:
         # hands over items a dead worker left running, which nothing else would end.
         item_ids = await self.redis_retry.call(self.store.batches.item_ids, batch_id, start=start, stop=stop)
         await self.redis_retry.call(self.store.blobs.materialize, batch_id, item_ids, start=start)
+        items = await self.redis_retry.call(self.store.starts.load_items, item_ids) if item_ids else {}
         async with asyncio.TaskGroup() as group:
-            runs = [group.create_task(self.run_item(batch_id, item_id)) for item_id in item_ids]
+            runs = [group.create_task(self.run_item(batch_id, item_id, items.get(item_id))) for item_id in item_ids]
         if not all(run.result() for run in runs):
             raise ItemsReleased(f"worker shutting down: items of batch {batch_id} [{start}..{stop}] given back")
-        await self.redis_retry.call(self.store.progress.finish_chunk, batch_id, start=start)
+        # Out of flight and the batch's next chunk in, atomically: a duplicate finish frees no place.
+        await self.redis_retry.call(self.feeder.feed, batch_id, finished_start=start)
         if await self.redis_retry.call(self.store.progress.needs_finalize, batch_id):
             self._send_finalize(batch_id)
 
-    async def run_item(self, batch_id: str, item_id: str) -> bool:
+    async def run_item(self, batch_id: str, item_id: str, stored: StoredItem | None = None) -> bool:
         """See one item to its end; False when it was given back because the worker is stopping.
-        Never raises: whatever goes wrong stays with this item."""
+        Never raises: whatever goes wrong stays with this item. With the item's `stored` fields
+        (read for the whole chunk), its claim and loads take one round trip."""
         bind_item(batch_id, item_id)  # each item runs in its own task, whose context is its own
         while True:
             try:
-                return await self._run_item(batch_id, item_id)
+                return await self._run_item(batch_id, item_id, stored)
             except UNAVAILABLE as exc:
                 outage.lost(exc)
                 if self.shutting_down:
@@ -176,18 +189,23 @@ class WorkerRuntime:
             self._release(item_id)
         return True
 
-    async def _run_item(self, batch_id: str, item_id: str) -> bool:
+    async def _run_item(self, batch_id: str, item_id: str, stored: StoredItem | None) -> bool:
         while True:
-            async with self.streams:
+            async with StreamSlot(streams=self.streams, limits=self.store.model_limits, item_id=item_id,
+                                  owner=self.owner):
                 if self.shutting_down:
                     return False
+                start = None
                 if item_id in self.in_flight:  # a duplicate message of a chunk this process runs
                     claim = Claim("busy", 0)
+                elif stored is not None:
+                    start = self._claim_and_load(stored)
+                    claim = start.claim
                 else:
                     claim = self.store.runs.claim(batch_id=batch_id, item_id=item_id, owner=self.owner,
                                                   lease_s=self.settings.item_lease_s)
                 if claim.action == "run":
-                    return await self._run_claimed(batch_id, item_id, claim)
+                    return await self._run_claimed(batch_id, item_id, claim, start)
             if claim.action == "stop_running":
                 agent_id = self.store.runs.load_item(item_id).agent_id
                 ref = BatchItemRef(batch_id, item_id, claim.now_us)
@@ -198,11 +216,21 @@ class WorkerRuntime:
             # dies, so wait until it ends the item or its lease lapses and this claim takes over.
             await asyncio.sleep(min(self.settings.item_lease_s / 3, BUSY_POLL_MAX_S))
 
-    async def _run_claimed(self, batch_id: str, item_id: str, claim: Claim) -> bool:
+    def _claim_and_load(self, stored: StoredItem) -> ItemStart:
+        history = self.runner.history
+        start = self.store.starts.claim_and_load(
+            stored, owner=self.owner, lease_s=self.settings.item_lease_s,
+            history_after_seq=history.after_seq(stored.agent_id), history_limit=history.max_messages,
+            history_max_bytes=history.max_bytes)
+        if start.agent is not None and start.newer is not None:  # before any other task can run
+            history.absorb(stored.agent_id, start.newer)
+        return start
+
+    async def _run_claimed(self, batch_id: str, item_id: str, claim: Claim, start: ItemStart | None = None) -> bool:
         task = asyncio.current_task()
         self.in_flight[item_id] = InFlight(batch_id, task)
         try:
-            finished = await self._run_owned(batch_id, item_id, claim)
+            finished = await self._run_owned(batch_id, item_id, claim, start)
         except asyncio.CancelledError:
             if item_id not in self.stopping:  # the worker is shutting down: give the item back
                 self._release(item_id)
@@ -224,18 +252,20 @@ class WorkerRuntime:
         self._finished(batch_id, finished)
         return True
 
-    async def _run_owned(self, batch_id: str, item_id: str, claim: Claim) -> Finished:
+    async def _run_owned(self, batch_id: str, item_id: str, claim: Claim, start: ItemStart | None) -> Finished:
         started_ns = time.monotonic_ns()
         ref = BatchItemRef(batch_id, item_id, claim.now_us)
-        item = self.store.runs.load_item(item_id)
-        agent = self.store.agents.get(item.agent_id)
+        item = start.item if start else self.store.runs.load_item(item_id)
+        agent = start.agent if start else self.store.agents.get(item.agent_id)
         if agent is None:
             return await self.runner.record_error(item.agent_id, ref, f"Agent {item.agent_id} was deleted before "
                                                   "this request ran.", started_ns=started_ns)
         history_bytes = min(self.runner.history.held_bytes(agent["id"]), context_budget_bytes(agent["llm_config"]))
         async with self.memory.reserve(3 * item.request_bytes + 2 * history_bytes):
-            request = LettaBatchRequest.model_validate_json(self.store.runs.load_request(item_id))
+            raw = (start and start.request) or self.store.runs.load_request(item_id)
+            request = LettaBatchRequest.model_validate_json(raw)
             return await self.runner.run(agent, request, item=ref, started_ns=started_ns,
+                                         history_fresh=bool(start and start.newer is not None),
                                          stopped_as=lambda: self._stop_status(batch_id) if item_id in self.stopping
                                          else None)
 

@@ -24,7 +24,8 @@ def iso_from_ns(ns: int | None) -> str | None:
 
 
 def now_iso() -> str:
-    return datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime: the same text at a third of the cost, and every message takes two.
+    return datetime.now(tz=UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 # Sets the version nibble (4) and the RFC 4122 variant bits of one byte each, for all ids at once.

@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.embedded_redis import DEFAULT_APPENDFSYNC
+from app.model_limits import ModelLimit, check_keys
 
 #: Default port of the web process (Letta's).
 DEFAULT_PORT = 8283
@@ -67,6 +68,9 @@ class Settings(BaseSettings):
     llm_connect_timeout_s: float = 10.0
     #: Longest silence allowed inside a stream before the call counts as failed.
     llm_read_timeout_s: float = 300.0
+    #: Fleet-wide limits per model or endpoint (JSON: key -> max_streams, requests_per_minute,
+    #: tokens_per_minute), kept through Redis by every worker and web process (app/model_limits.py).
+    model_limits: dict[str, ModelLimit] = Field(default_factory=dict)
 
     max_steps_default: int = 50
     #: The largest `max_steps` a request may ask for (larger is a 422).
@@ -74,6 +78,11 @@ class Settings(BaseSettings):
     #: An item that runs longer than this ends with stop_reason `error`.
     item_timeout_s: float = 3600.0
     chunk_size: int = Field(DEFAULT_CHUNK_SIZE, ge=1, le=1000)
+    #: Chunk messages one batch keeps in the queue at once (enqueued and not finished); each chunk
+    #: that finishes enqueues the batch's next, so running batches take turns. 0 (the default):
+    #: the worker threads of the live workers (their heartbeats), so that one batch alone keeps
+    #: every thread busy and a later batch waits for one round of the running batches' chunks.
+    chunks_in_flight_per_batch: int = Field(0, ge=0)
     #: Model streams one worker process keeps open at once (across all its chunks).
     worker_max_streams: int = Field(1000, ge=1)
     #: How long an item's claim stays valid without renewal; a dead worker's items are
@@ -122,6 +131,11 @@ class Settings(BaseSettings):
 
     #: Hard ceiling of a request body (Letta's): larger is 413.
     max_body_bytes: int = 256 * 1024 * 1024
+
+    @field_validator("model_limits")
+    @classmethod
+    def _check_model_limit_keys(cls, value: dict[str, ModelLimit]) -> dict[str, ModelLimit]:
+        return check_keys(value)
 
     @field_validator("openai_api_key", "anthropic_api_key", "webhook_secret", mode="before")
     @classmethod

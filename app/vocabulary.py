@@ -66,3 +66,11 @@ def item_status_for_stop(batch_status: str) -> ItemStatus:
 def stop_reason_for_stop(batch_status: str) -> StopReason | None:
     """An item stopped by a cancel says `cancelled`; one stopped by expiry has no stop reason."""
     return StopReason.CANCELLED if batch_status == BatchStatus.CANCELLED else None
+
+
+class WaitingFor(StrEnum):
+    """What a running item waits for, shown as `waiting` in `GET .../requests`."""
+
+    #: A fleet-wide model limit (BATCHLINE_MODEL_LIMITS) is reached, or the provider asked the
+    #: fleet to pause with a 429's Retry-After.
+    MODEL_CAPACITY = "model_capacity"

@@ -16,6 +16,7 @@ from app.api.errors import ApiError, not_found
 from app.engine.letta_view import ViewOptions, to_letta_messages
 from app.engine.runner import ApprovalConflict, RequestRunner
 from app.providers import ProviderRegistry, make_http_client
+from app.providers.limits import ModelLimiter
 from app.schemas.agents import AgentListQuery, AgentMessagesQuery, AgentState, CreateAgent
 from app.schemas.batches import LettaRequest
 from app.schemas.common import Error
@@ -85,7 +86,9 @@ def send_message(path: AgentPath, body: LettaRequest) -> Any:
     async def run() -> Any:
         async with make_http_client(svc.settings) as client:
             runner = RequestRunner(settings=svc.settings, store=svc.store,
-                                   providers=ProviderRegistry(settings=svc.settings, client=client))
+                                   providers=ProviderRegistry(settings=svc.settings, client=client,
+                                                              limiter=ModelLimiter.from_settings(
+                                                                  svc.settings, svc.store.model_limits)))
             return await runner.run(agent, body)
 
     try:

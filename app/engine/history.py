@@ -13,8 +13,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.engine.prompt import TurnCache
 from app.ids import iso_from_ns
 from app.store import Store
+from app.store.messages import NewerMessage
 
 #: Bytes of stored message JSON counted per token of context window: about 4 characters a token,
 #: so a budget in bytes errs on the side of sending less.
@@ -46,11 +48,16 @@ class HistoryCache:
         self.cache_max_bytes = cache_max_bytes
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._cached_bytes = 0
+        #: The same messages as chat turns, for the prompt: converted once, not once per run.
+        self.turns = TurnCache()
 
-    def recent(self, agent_id: str, *, budget_bytes: int) -> list[dict[str, Any]]:
+    def recent(self, agent_id: str, *, budget_bytes: int, refresh: bool = True) -> list[dict[str, Any]]:
         """The agent's latest messages, oldest first, whose stored size fits `budget_bytes` (and
-        the process-wide `max_bytes`); a notice stands in for each message too large to send."""
-        entry = self._refreshed(agent_id)
+        the process-wide `max_bytes`); a notice stands in for each message too large to send.
+        `refresh=False` when the caller has just `absorb`ed what Redis holds newer."""
+        entry = self._entries.get(agent_id) if not refresh else None
+        if entry is None:
+            entry = self._refreshed(agent_id)
         budget = min(budget_bytes, self.max_bytes)
         chosen: list[dict[str, Any]] = []
         used = 0
@@ -70,14 +77,30 @@ class HistoryCache:
         entry = self._entries.get(agent_id)
         return entry.loaded_bytes if entry else 0
 
+    def after_seq(self, agent_id: str) -> int:
+        """The sequence of the agent's latest message held here (-1: none): ask Redis for later ones."""
+        entry = self._entries.get(agent_id)
+        return entry.last_seq if entry else -1
+
+    def absorb(self, agent_id: str, newer: list[NewerMessage]) -> None:
+        """Take in what Redis answered for `after_seq` (MessageStore.newer_loaded): the caller
+        fetched it in a round trip of its own, e.g. with its claim."""
+        self._merge(agent_id, newer)
+
     # -- loading ---------------------------------------------------------------------------
 
     def _refreshed(self, agent_id: str) -> _Entry:
+        newer = self.store.messages.newer_loaded(agent_id, after_seq=self.after_seq(agent_id),
+                                                 limit=self.max_messages, max_bytes=self.max_bytes)
+        return self._merge(agent_id, newer)
+
+    def _merge(self, agent_id: str, newer: list[NewerMessage]) -> _Entry:
         entry = self._entries.pop(agent_id, None) or _Entry()
         self._cached_bytes -= entry.loaded_bytes
-        newer = self.store.messages.newer_than(agent_id, after_seq=entry.last_seq, limit=self.max_messages)
-        if newer:
-            entry.messages = (entry.messages + self._load(newer))[-self.max_messages:]
+        # Only what is later than what is held: an answer may overlap what another run took in.
+        fresh = [(seq, size, message) for _id, seq, size, message in newer if seq > entry.last_seq]
+        if fresh:
+            entry.messages = (entry.messages + fresh)[-self.max_messages:]
             entry.loaded_bytes = sum(size for _, size, message in entry.messages if message is not None)
         if entry.loaded_bytes <= self.cache_max_bytes:
             self._entries[agent_id] = entry
@@ -86,12 +109,6 @@ class HistoryCache:
                 _, evicted = self._entries.popitem(last=False)
                 self._cached_bytes -= evicted.loaded_bytes
         return entry
-
-    def _load(self, newer: list[tuple[str, int, int]]) -> list[tuple[int, int, dict[str, Any] | None]]:
-        """Load the messages that can ever be sent; the rest stay in Redis."""
-        wanted = [message_id for message_id, _seq, size in newer if size <= self.max_bytes]
-        loaded = dict(zip(wanted, self.store.messages.get_aligned(wanted), strict=True))
-        return [(seq, size, loaded.get(message_id)) for message_id, seq, size in newer]
 
 
 def _omitted_notice(size: int) -> dict[str, Any]:

@@ -3,6 +3,7 @@ agent's history and the request's input as provider-neutral chat messages."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import replace
 from typing import Any
 
@@ -33,7 +34,51 @@ def text_of(message: dict[str, Any]) -> str:
 MISSING_RESULT = "Error: no result was recorded for this tool call."
 
 
-def to_chat(messages: list[dict[str, Any]]) -> list[ChatMessage]:
+#: Bytes of turn text (and image data) a TurnCache holds, by default.
+DEFAULT_TURN_CACHE_MAX_BYTES = 16 * 1024 * 1024
+#: A turn larger than this is converted every time rather than cached: converting it costs
+#: little next to sending it, and it would crowd out many small turns.
+TURN_CACHE_MAX_TURN_BYTES = 256 * 1024
+#: The id of the notice that stands in for an omitted message: its text varies, so never cached.
+OMITTED_NOTICE_ID = "message-omitted"
+
+
+class TurnCache:
+    """Chat turns of user, system and assistant messages, by message id, so that the history
+    every run of an agent resends is converted once per process, not once per run. A stored
+    message never changes, so its turn never does. Bounded by bytes of text, oldest out first."""
+
+    def __init__(self, *, max_bytes: int = DEFAULT_TURN_CACHE_MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._turns: OrderedDict[str, tuple[ChatMessage, int]] = OrderedDict()
+        self._bytes = 0
+
+    def turn(self, message: dict[str, Any]) -> ChatMessage:
+        message_id = message.get("id")
+        cached = self._turns.get(message_id) if message_id else None
+        if cached is not None:  # eviction is oldest first: an agent's history in use comes back
+            return cached[0]
+        turn = _turn(message)
+        size = len(turn.text) + sum(len(image.data) + len(image.url) for image in turn.images) + 100
+        if message_id and message_id != OMITTED_NOTICE_ID and size <= TURN_CACHE_MAX_TURN_BYTES:
+            self._turns[message_id] = (turn, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes and self._turns:
+                _, (_, evicted) = self._turns.popitem(last=False)
+                self._bytes -= evicted
+        return turn
+
+
+def _turn(message: dict[str, Any]) -> ChatMessage:
+    role = message["role"]
+    if role == "user":
+        return _user_turn(message)
+    if role == "system":
+        return _user_turn(message, prefix="[system message] ")
+    return _assistant_turn(message)
+
+
+def to_chat(messages: list[dict[str, Any]], *, cache: TurnCache | None = None) -> list[ChatMessage]:
     """Stored messages as chat turns every provider accepts.
 
     System-role input becomes a labelled user turn (not every provider takes system turns
@@ -42,8 +87,10 @@ def to_chat(messages: list[dict[str, Any]]) -> list[ChatMessage]:
     assistant turn that made them; approval answers are not sent (their tool results are); every
     tool result sits right after the turn that made its call, even when another run of the agent
     committed in between; a window of history that starts mid-conversation is cut to its first
-    user turn, and results whose call fell out of the window are dropped.
+    user turn, and results whose call fell out of the window are dropped. With a `cache`, each
+    stored message is converted once per process.
     """
+    convert = cache.turn if cache is not None else _turn
     turns: list[ChatMessage] = []
     results: dict[int, dict[str, ChatMessage]] = {}  # assistant turn index -> call id -> result
     turn_of_call: dict[str, int] = {}
@@ -51,13 +98,12 @@ def to_chat(messages: list[dict[str, Any]]) -> list[ChatMessage]:
         role = message["role"]
         if not turns and role not in ("user", "system"):
             continue
-        if role == "user":
-            turns.append(_user_turn(message))
-        elif role == "system":
-            turns.append(_user_turn(message, prefix="[system message] "))
+        if role in ("user", "system"):
+            turns.append(convert(message))
         elif role == "assistant":
-            turns.append(_assistant_turn(message))
-            turn_of_call.update((call.id, len(turns) - 1) for call in turns[-1].tool_calls)
+            turns.append(convert(message))
+            if turns[-1].tool_calls:
+                turn_of_call.update((call.id, len(turns) - 1) for call in turns[-1].tool_calls)
         elif role == "approval" and message.get("tool_calls"):
             index = next((i for i in range(len(turns) - 1, -1, -1) if turns[i].role == "assistant"), None)
             if index is not None:
@@ -73,6 +119,8 @@ def to_chat(messages: list[dict[str, Any]]) -> list[ChatMessage]:
     chat: list[ChatMessage] = []
     for index, turn in enumerate(turns):
         chat.append(turn)
+        if not turn.tool_calls:
+            continue
         answered = results.get(index, {})
         chat.extend(answered.get(call.id) or ChatMessage(role="tool", text=MISSING_RESULT, tool_call_id=call.id,
                                                          is_error=True)

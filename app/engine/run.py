@@ -18,7 +18,7 @@ from app.engine.messages import (
     tool_call_dicts,
     tool_return_message,
 )
-from app.engine.prompt import compile_system_prompt, to_chat
+from app.engine.prompt import TurnCache, compile_system_prompt, to_chat
 from app.engine.rules import ToolRules
 from app.engine.tools import BUILTIN_TOOLS, MEMORY_TOOL_NAMES, ToolContext, ToolError, validate_arguments
 from app.engine.tools.messaging import SEND_MESSAGE_NAME
@@ -53,10 +53,11 @@ class AgentRun:
     def __init__(self, *, agent: dict[str, Any], request: LettaRequest, history: list[dict[str, Any]],
                  inputs: list[dict[str, Any]], providers: ProviderRegistry, retry: RetryPolicy,
                  max_steps_default: int, batch_item_id: str | None = None, started_ns: int | None = None,
-                 clock: Callable[[], int] = time.monotonic_ns) -> None:
+                 clock: Callable[[], int] = time.monotonic_ns, turn_cache: TurnCache | None = None) -> None:
         self.agent = agent
         self.request = request
         self.history = history
+        self.turn_cache = turn_cache
         self.providers = providers
         self.retry = retry
         # 0 or less is allowed (as on Letta): the run ends with max_steps before any model call.
@@ -217,7 +218,7 @@ class AgentRun:
         request = ModelRequest(
             model=model,
             system=compile_system_prompt(self.agent["system"], list(self.tools.blocks.values())),
-            messages=tuple(to_chat(self.history + self.messages)),
+            messages=tuple(to_chat(self.history + self.messages, cache=self.turn_cache)),
             tools=tuple(self._spec(name) for name in offered),
             tool_choice="required" if offered and self.rules.tool_required() else None,
             temperature=llm_config.get("temperature"),

@@ -82,29 +82,34 @@ class RequestRunner:
         self.clock = clock
 
     def prepare(self, agent: dict[str, Any], request: LettaRequest, *, batch_item_id: str | None = None,
-                started_ns: int | None = None) -> AgentRun:
-        """The run, ready to execute. Raises ApprovalConflict or PromptTooLarge."""
+                started_ns: int | None = None, history_fresh: bool = False) -> AgentRun:
+        """The run, ready to execute. Raises ApprovalConflict or PromptTooLarge. `history_fresh`:
+        the caller has just taken in the agent's newer messages (HistoryCache.absorb)."""
         inputs = input_messages(request, agent_id=agent["id"], batch_item_id=batch_item_id,
                                 created_by_id=owner_of(agent.get("created_by_id")))
         budget = context_budget_bytes(agent["llm_config"])
         system_bytes = len(compile_system_prompt(agent["system"], agent.get("blocks", [])))
         input_bytes = sum(_content_bytes(message) for message in inputs)
         _check_fits(agent, budget=budget, system_bytes=system_bytes, input_bytes=input_bytes)
-        history = self.history.recent(agent["id"], budget_bytes=budget - system_bytes - input_bytes)
+        history = self.history.recent(agent["id"], budget_bytes=budget - system_bytes - input_bytes,
+                                      refresh=not history_fresh)
         if conflict := approval_conflict(history, request.resumption):
             raise ApprovalConflict(conflict)
         return AgentRun(agent=agent, request=request, history=history, inputs=inputs, providers=self.providers,
                         retry=self.retry, max_steps_default=self.settings.max_steps_default,
-                        batch_item_id=batch_item_id, started_ns=started_ns, clock=self.clock)
+                        batch_item_id=batch_item_id, started_ns=started_ns, clock=self.clock,
+                        turn_cache=self.history.turns)
 
     async def run(self, agent: dict[str, Any], request: LettaRequest, *, item: BatchItemRef | None = None,
-                  started_ns: int | None = None, stopped_as: StoppedAs | None = None) -> Finished:
+                  started_ns: int | None = None, stopped_as: StoppedAs | None = None,
+                  history_fresh: bool = False) -> Finished:
         """Run the request to its end and commit it. Outside a batch an approval conflict is
         raised (the caller answers 409); in a batch it is the item's recorded error."""
         started_ns = self.clock() if started_ns is None else started_ns
         batch_item_id = item.item_id if item else None
         try:
-            run = self.prepare(agent, request, batch_item_id=batch_item_id, started_ns=started_ns)
+            run = self.prepare(agent, request, batch_item_id=batch_item_id, started_ns=started_ns,
+                               history_fresh=history_fresh)
         except ApprovalConflict as exc:
             if item is None:
                 raise

@@ -35,6 +35,14 @@ end
 local function fmt(n) return string.format('%.0f', n) end
 local function bad(what) return redis.error_reply('commit_run: ' .. what .. '; nothing was written') end
 local function type_of(key) return redis.call('TYPE', key)['ok'] end
+-- One command for many arguments, in slices that stay within Lua's unpack limit.
+local function call_sliced(command, key, args, per_call)
+  for first = 1, #args, per_call do
+    local slice = {}
+    for i = first, math.min(first + per_call - 1, #args) do slice[#slice + 1] = args[i] end
+    if key then redis.call(command, key, unpack(slice)) else redis.call(command, unpack(slice)) end
+  end
+end
 
 local t = redis.call('TIME')
 local now_s = fmt(tonumber(t[1]) * 1000000 + tonumber(t[2]))
@@ -151,11 +159,18 @@ if batch_run then
 end
 
 -- Write.
+-- Each hash is written by one HSET of all its fields (commands run inside a script cost Redis as
+-- much as a client's): the batch's counters here, the item's below with its msg_seq.
+local item_fields = {}
 if batch_run then
-  for field, n in pairs(counters) do redis.call('HSET', KEYS[5], field, fmt(n)) end
-  redis.call('HSET', KEYS[5], 'updated_us', now_s)
-  redis.call('HSET', KEYS[4], 'status', outcome, 'stop_reason', stop_reason, 'ttft_ns', ARGV[5],
-    'total_duration_ns', ARGV[6], 'error', err, 'completed_us', now_s, 'lease_until_us', '0')
+  local batch_fields = {'updated_us', now_s}
+  for field, n in pairs(counters) do
+    table.insert(batch_fields, field)
+    table.insert(batch_fields, fmt(n))
+  end
+  redis.call('HSET', KEYS[5], unpack(batch_fields))
+  item_fields = {'status', outcome, 'stop_reason', stop_reason, 'ttft_ns', ARGV[5], 'total_duration_ns', ARGV[6],
+    'error', err, 'completed_us', now_s, 'lease_until_us', '0'}
 end
 if metrics then
   local reason = stop_reason
@@ -175,21 +190,30 @@ if metrics then
   end
 end
 -- A deleted agent gets no keys back; its messages stay readable through the batch that made them.
-if agent_exists or batch_run then
+if (agent_exists or batch_run) and #messages > 0 then
+  local values, scored = {}, {}
   for _, pair in ipairs(messages) do
     seq = seq + 1
-    redis.call('SET', ARGV[1] .. pair[1], pair[2])
-    if agent_exists then redis.call('ZADD', KEYS[2], seq, pair[1]) end
-    if batch_run then
-      redis.call('ZADD', KEYS[6], seq, pair[1])
-      redis.call('ZADD', KEYS[7], seq, pair[1])
-    end
+    table.insert(values, ARGV[1] .. pair[1])
+    table.insert(values, pair[2])
+    table.insert(scored, fmt(seq))
+    table.insert(scored, pair[1])
   end
-  if #messages > 0 then redis.call('SET', KEYS[1], fmt(seq)) end
+  call_sliced('MSET', nil, values, 1000)
+  if agent_exists then call_sliced('ZADD', KEYS[2], scored, 1000) end
+  if batch_run then
+    call_sliced('ZADD', KEYS[6], scored, 1000)
+    call_sliced('ZADD', KEYS[7], scored, 1000)
+  end
+  redis.call('SET', KEYS[1], fmt(seq))
   -- One script writes all of an item's messages, so they hold consecutive sequence numbers: the
   -- range finds them in the batch index (the results export) without a per-item index.
-  if batch_run and #messages > 0 then redis.call('HSET', KEYS[4], 'msg_seq', fmt(seq - #messages + 1) .. ':' .. fmt(seq)) end
+  if batch_run then
+    table.insert(item_fields, 'msg_seq')
+    table.insert(item_fields, fmt(seq - #messages + 1) .. ':' .. fmt(seq))
+  end
 end
+if batch_run then redis.call('HSET', KEYS[4], unpack(item_fields)) end
 if agent_exists then
   for _, block in ipairs(blocks) do
     redis.call('HSET', KEYS[3], block[1], block[2])

@@ -8,6 +8,7 @@ import httpx
 
 from app.providers.anthropic import AnthropicProvider
 from app.providers.base import Provider
+from app.providers.limits import ModelLimiter
 from app.providers.openai import OpenAIProvider
 from app.providers.simulated import SimulatedProvider
 
@@ -55,17 +56,24 @@ def make_http_client(settings: Any) -> httpx.AsyncClient:
 
 
 class ProviderRegistry:
-    """Builds each provider on first use and keeps it for the process's lifetime."""
+    """Builds each provider on first use and keeps it for the process's lifetime. With a limiter
+    (BATCHLINE_MODEL_LIMITS), calls to limited models are admitted through it first."""
 
-    def __init__(self, *, settings: Any, client: httpx.AsyncClient) -> None:
+    def __init__(self, *, settings: Any, client: httpx.AsyncClient, limiter: ModelLimiter | None = None) -> None:
         self._settings = settings
         self._client = client
+        self._limiter = limiter
         self._providers: dict[str, Provider] = {}
 
     def get(self, provider_name: str) -> Provider:
         provider = self._providers.get(provider_name)
         if provider is None:
-            provider = self._providers[provider_name] = self._build(provider_name)
+            provider = self._build(provider_name)
+            if self._limiter is not None:
+                base_url = {"openai": self._settings.openai_base_url,
+                            "anthropic": self._settings.anthropic_base_url}.get(provider_name)
+                provider = self._limiter.wrap(provider, provider_name=provider_name, base_url=base_url)
+            self._providers[provider_name] = provider
         return provider
 
     def _build(self, name: str) -> Provider:

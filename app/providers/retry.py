@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.providers.base import FirstToken, ModelRequest, ModelResponse, OnFirstToken, Provider, ProviderError
+from app.providers.limits import ModelPaused
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,11 @@ async def stream_with_retries(
                     f"{error} (gave up after {attempts} attempt{'s' if attempts != 1 else ''})",
                     status_code=error.status_code, retryable=True, retry_after_s=error.retry_after_s,
                 ) from error
+            if isinstance(error, ModelPaused):
+                # The next attempt's admission waits the fleet's pause out, holding no stream slot.
+                log.info("model call attempt %d/%d failed (%s); retrying when the model's pause ends",
+                         attempt, attempts, error)
+                continue
             wait = policy.wait_s(attempt, error, jitter)
             log.info("model call attempt %d/%d failed (%s); retrying in %.2fs",
                      attempt, attempts, error, wait)

@@ -19,7 +19,7 @@ from app.schemas.limits import (
     ToolSchema,
 )
 from app.schemas.messages import ApprovalCreate, Content, MessageCreate, RequestMessage, ToolReturnCreate
-from app.vocabulary import BatchStatus, ItemStatus
+from app.vocabulary import BatchStatus, ItemStatus, WaitingFor
 
 MAX_REQUESTS_PER_BATCH = 100_000
 
@@ -150,3 +150,5 @@ class BatchItem(BaseModel):
     attempts: int
     started_at: str | None
     completed_at: str | None
+    waiting: WaitingFor | None = Field(None, description="what a running request waits for: `model_capacity` "
+                                       "(a fleet-wide model limit, or a provider's pause); else null")

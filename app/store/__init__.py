@@ -14,7 +14,9 @@ from app.store.agents import AgentStore
 from app.store.api_keys import ApiKeyStore
 from app.store.batches import BatchStore
 from app.store.callbacks import CallbackStore
+from app.store.item_start import ItemStartStore
 from app.store.messages import MessageStore
+from app.store.model_limits import ModelLimitStore
 from app.store.monitor import MonitorStore
 from app.store.progress import ProgressStore
 from app.store.results import ResultStore
@@ -52,9 +54,10 @@ class Store:
         scripts = Scripts(client=client)
         self.agents = AgentStore(client=client)
         self.api_keys = ApiKeyStore(client=client)
-        self.messages = MessageStore(client=client)
+        self.messages = MessageStore(client=client, scripts=scripts)
         self.batches = BatchStore(client=client, scripts=scripts)
         self.runs = RunStore(client=client, scripts=scripts)
+        self.starts = ItemStartStore(client=client, scripts=scripts)
         self.secrets = SecretStore(client=client)
         self.progress = ProgressStore(client=client, scripts=scripts)
         self.callbacks = CallbackStore(client=client, scripts=scripts)
@@ -62,6 +65,7 @@ class Store:
         self.monitor = MonitorStore(client=client)
         self.results = ResultStore(client=client)
         self.blobs = self.batches.blobs
+        self.model_limits = ModelLimitStore(client=client, scripts=scripts)
 
     def client_time(self) -> tuple[int, int]:
         """The Redis server's clock: (seconds, microseconds)."""
@@ -94,5 +98,6 @@ class Store:
                            type(exc).__name__)
 
 
-__all__ = ["AgentStore", "ApiKeyStore", "BatchStore", "CallbackStore", "MessageStore", "MonitorStore", "ProgressStore",
-           "ResultStore", "RunStore", "SecretStore", "Store", "SweepStore", "UnsafeRedis", "connect"]
+__all__ = ["AgentStore", "ApiKeyStore", "BatchStore", "CallbackStore", "ItemStartStore", "MessageStore",
+           "ModelLimitStore", "MonitorStore", "ProgressStore", "ResultStore", "RunStore", "SecretStore", "Store",
+           "SweepStore", "UnsafeRedis", "connect"]

@@ -114,6 +114,11 @@ class AgentStore:
         return bool(deleted)
 
     @staticmethod
+    def from_stored(record: dict[str, Any], blocks: dict[str, str]) -> dict[str, Any]:
+        """The agent as `get` answers it, from its record and its blocks hash as read."""
+        return AgentStore._with_blocks(record, blocks)
+
+    @staticmethod
     def _with_blocks(record: dict[str, Any], blocks: dict[str, str]) -> dict[str, Any]:
         ordered = sorted((json.loads(raw) for raw in blocks.values()), key=lambda block: block["position"])
         return {**record, "blocks": ordered}

@@ -15,6 +15,7 @@ from app.ids import iso_from_ns, new_id, new_ids
 from app.schemas.batches import LettaBatchRequest
 from app.store import keys
 from app.store.blobs import REQUESTS_PER_BLOB, RequestBlobs, write_requests
+from app.store.model_limits import waiting_for
 from app.store.pagination import Order, page
 from app.store.scripts import Scripts
 from app.tenancy import DEFAULT_TENANT
@@ -253,4 +254,5 @@ def batch_item(fields: dict[str, str], batch_status: str | None) -> dict[str, An
         "attempts": int(fields.get("attempts") or 0),
         "started_at": _iso_us(fields, "started_us"),
         "completed_at": _iso_us(fields, "completed_us"),
+        "waiting": waiting_for(fields) if status == ItemStatus.RUNNING else None,
     }

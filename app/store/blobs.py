@@ -137,11 +137,10 @@ class RequestBlobs:
 
     def load(self, batch_id: str, request_at: str) -> str:
         """An item's request (JSON), from where `request_at` says it lies."""
+        if (request := cached_request(batch_id, request_at)) is not None:
+            return request
         number, first, last = (int(part) for part in request_at.split(":"))
-        key = keys.batch_requests(batch_id, number)
-        if (blob := _recent.get(key)) is not None:
-            return blob[first:last + 1].decode()
-        return self.client.getrange(key, first, last)
+        return self.client.getrange(keys.batch_requests(batch_id, number), first, last)
 
     def _lines(self, batch_id: str, blob_size: int, indexes: list[int]) -> dict[int, tuple[int, int, int, str]]:
         """For each wanted index: (blob number, first byte, last byte, the line)."""
@@ -164,6 +163,15 @@ class RequestBlobs:
                     found[index] = (number, offset, offset + len(line) - 1, line.decode())
                 offset += len(line) + 1
         return found
+
+
+def cached_request(batch_id: str, request_at: str | None) -> str | None:
+    """A blob-stored request, if this process holds its blob (no round trip); else None."""
+    if not request_at:
+        return None
+    number, first, last = (int(part) for part in request_at.split(":"))
+    blob = _recent.get(keys.batch_requests(batch_id, number))
+    return None if blob is None else blob[first:last + 1].decode()
 
 
 def request_bytes(request_at: str | None) -> int:

@@ -132,3 +132,9 @@ def tenant_agents(tenant: str) -> str:
 
 def tenant_batches(tenant: str) -> str:
     return f"{PREFIX}tenant:{tenant}:batches"
+
+
+def model_limit(bucket: str, part: str) -> str:
+    """A model's fleet-wide limit state (app/store/model_limits.py): `pause`, `streams`, `window`,
+    `tokens`. Hash-tagged so that one model's keys stay in one Redis Cluster slot."""
+    return f"{PREFIX}limit:{{{bucket}}}:{part}"

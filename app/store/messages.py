@@ -10,11 +10,17 @@ import redis
 
 from app.store import keys
 from app.store.pagination import Order, page
+from app.store.scripts import Scripts
+
+#: A message newer than what a process holds, as (id, sequence, stored size in bytes, the message
+#: or None when it is too large to load or gone).
+NewerMessage = tuple[str, int, int, dict[str, Any] | None]
 
 
 class MessageStore:
-    def __init__(self, *, client: redis.Redis) -> None:
+    def __init__(self, *, client: redis.Redis, scripts: Scripts | None = None) -> None:
         self.client = client
+        self.scripts = scripts or Scripts(client=client)
 
     def get_many(self, message_ids: list[str]) -> list[dict[str, Any]]:
         """The messages that exist, in order."""
@@ -27,21 +33,13 @@ class MessageStore:
         raws = self.client.mget([keys.message(message_id) for message_id in message_ids])
         return [None if raw is None else json.loads(raw) for raw in raws]
 
-    def newer_than(self, agent_id: str, *, after_seq: int, limit: int) -> list[tuple[str, int, int]]:
+    def newer_loaded(self, agent_id: str, *, after_seq: int, limit: int, max_bytes: int) -> list[NewerMessage]:
         """The agent's latest `limit` messages committed after sequence `after_seq`, oldest first,
-        as (id, sequence, stored size in bytes): sizes come without loading the messages."""
+        each loaded when its stored size is at most `max_bytes`: one round trip."""
         if limit <= 0:
             return []
-        found = self.client.zrevrangebyscore(keys.agent_messages(agent_id), "+inf", f"({after_seq}", start=0,
-                                             num=limit, withscores=True)
-        if not found:
-            return []
-        found.reverse()
-        with self.client.pipeline(transaction=False) as pipe:
-            for message_id, _ in found:
-                pipe.strlen(keys.message(message_id))
-            sizes = pipe.execute()
-        return [(message_id, int(seq), size) for (message_id, seq), size in zip(found, sizes, strict=True)]
+        return parse_newer(self.scripts.newer_messages(keys=[keys.agent_messages(agent_id)],
+                                                       args=newer_args(after_seq, limit, max_bytes)))
 
     def page_for_batch(self, batch_id: str, *, agent_id: str | None, after: str | None, before: str | None,
                        limit: int, order: Order) -> list[dict[str, Any]]:
@@ -64,3 +62,14 @@ class MessageStore:
             for agent_id in agent_ids:
                 pipe.zrange(keys.agent_messages(agent_id), -limit, -1)
             return pipe.execute()
+
+
+def newer_args(after_seq: int, limit: int, max_bytes: int) -> list[str | int]:
+    """ARGV of app/lua/newer_messages.lua."""
+    return [after_seq, limit, max_bytes, keys.MESSAGE_PREFIX]
+
+
+def parse_newer(reply: list[Any]) -> list[NewerMessage]:
+    """The reply of app/lua/newer_messages.lua."""
+    return [(reply[i], int(float(reply[i + 1])), int(reply[i + 2]), None if reply[i + 3] is None
+             else json.loads(reply[i + 3])) for i in range(0, len(reply), 4)]

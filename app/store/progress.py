@@ -1,8 +1,9 @@
 """Where each batch's pipeline stands, kept in Redis so that no Dramatiq message has to survive
 for a batch to finish: the fan-out position, the ledger of chunks not yet finished (with the id of
 the message that carries each), the index of batches that may still need work, and the index of
-completion-window deadlines. The reconciler (actors/reconciler.py) reads it to repair what a lost
-message left undone."""
+completion-window deadlines. A batch keeps at most a budget of chunks in flight; each chunk that
+finishes takes the next (`claim_chunks`), so running batches share the queue. The reconciler
+(actors/reconciler.py) reads it to repair what a lost message left undone."""
 
 from __future__ import annotations
 
@@ -13,13 +14,6 @@ import redis
 from app.store import keys
 from app.store.scripts import Scripts
 from app.vocabulary import TERMINAL_BATCH_STATUSES
-
-
-@dataclass(frozen=True)
-class Fanout:
-    total: int
-    #: Position of the first item not yet enqueued in a chunk.
-    next_start: int
 
 
 @dataclass(frozen=True)
@@ -52,6 +46,11 @@ class BatchProgress:
     def terminal(self) -> bool:
         return self.status in TERMINAL_BATCH_STATUSES
 
+    def fanout_short(self, budget: int) -> bool:
+        """Items are left to enqueue and fewer than `budget` chunks are in flight: the step that
+        enqueues the next chunk was lost (or the budget grew)."""
+        return not self.terminal and self.fanout_next < self.total and len(self.chunks) < budget
+
     @property
     def unfinished(self) -> int:
         return self.pending + self.running
@@ -81,13 +80,6 @@ class ProgressStore:
 
     # -- fan-out and chunks ------------------------------------------------------------------
 
-    def fanout(self, batch_id: str) -> Fanout | None:
-        """The fan-out of a batch still running; None once it ended or if it is gone."""
-        status, total, next_start = self.client.hmget(keys.batch(batch_id), ["status", "total", "fanout_next"])
-        if status is None or status in TERMINAL_BATCH_STATUSES:
-            return None
-        return Fanout(total=int(total), next_start=int(next_start or 0))
-
     def record_start(self, batch_id: str, *, message_id: str) -> None:
         """The message that carries the batch's fan-out (the sweep checks it is still alive)."""
         self.client.hset(keys.batch(batch_id), "start_message_id", message_id)
@@ -100,9 +92,15 @@ class ProgressStore:
         """The items before `next_start` are enqueued in chunks."""
         self.client.hset(keys.batch(batch_id), "fanout_next", next_start)
 
-    def finish_chunk(self, batch_id: str, *, start: int) -> None:
-        """Every item of the chunk starting at `start` has ended: no message needs to carry it."""
-        self.client.hdel(keys.batch_chunks(batch_id), str(start))
+    def claim_chunks(self, batch_id: str, *, budget: int, chunk_size: int,
+                     finished_start: int | None = None) -> list[tuple[int, int]]:
+        """The next chunks (first, last position) the batch may have in flight within `budget`,
+        now in its ledger with no message id yet; `finished_start` first removes the chunk
+        starting there, whose items all ended. Atomic (claim_chunks.lua): callers racing, or a
+        chunk finished twice, never take more than the budget."""
+        flat = self.scripts.claim_chunks(keys=[keys.batch(batch_id), keys.batch_chunks(batch_id)],
+                                         args=[budget, chunk_size, "" if finished_start is None else finished_start])
+        return [(int(start), int(stop)) for start, stop in zip(flat[::2], flat[1::2], strict=True)]
 
     def needs_finalize(self, batch_id: str) -> bool:
         """See `finalize_due`; False for a batch that is gone."""

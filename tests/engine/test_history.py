@@ -27,6 +27,18 @@ def _commit(store: Store, agent_id: str, *texts: str) -> list[str]:
     return [message["id"] for message in messages]
 
 
+def _spy_loads(store, monkeypatch, seen) -> None:
+    """Report the ids of the messages each history refresh read from Redis (value included)."""
+    real = store.messages.newer_loaded
+
+    def spy(*args, **kwargs):
+        newer = real(*args, **kwargs)
+        seen([message_id for message_id, _seq, _size, message in newer if message is not None])
+        return newer
+
+    monkeypatch.setattr(store.messages, "newer_loaded", spy)
+
+
 def _texts(history: list[dict]) -> list[str]:
     return [part["text"] for message in history for part in message["content"]]
 
@@ -47,8 +59,7 @@ def test_given_a_message_over_the_cap_when_history_is_read_then_it_is_never_load
     [huge] = _commit(store, agent_id, "y" * 500_000)
     _commit(store, agent_id, "after the big one")
     loaded: list[str] = []
-    real = store.messages.get_aligned
-    monkeypatch.setattr(store.messages, "get_aligned", lambda ids: loaded.extend(ids) or real(ids))
+    _spy_loads(store, monkeypatch, lambda ids: loaded.extend(ids))
     cache = HistoryCache(store=store, max_messages=200, max_bytes=100_000)
     history = cache.recent(agent_id, budget_bytes=10_000_000)
     assert huge not in loaded
@@ -62,8 +73,7 @@ def test_given_two_runs_of_one_agent_when_history_is_read_then_it_is_loaded_once
     cache = HistoryCache(store=store, max_messages=200, max_bytes=1_000_000)
     first = cache.recent(agent_id, budget_bytes=1_000_000)
     loads: list[list[str]] = []
-    real = store.messages.get_aligned
-    monkeypatch.setattr(store.messages, "get_aligned", lambda ids: loads.append(ids) or real(ids))
+    _spy_loads(store, monkeypatch, lambda ids: ids and loads.append(ids))
     second = cache.recent(agent_id, budget_bytes=1_000_000)
     assert loads == []  # nothing new: not one message loaded again
     assert all(a is b for a, b in zip(first, second, strict=True))

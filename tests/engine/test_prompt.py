@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.engine.prompt import compile_system_prompt, to_chat
+from app.engine.prompt import OMITTED_NOTICE_ID, TurnCache, compile_system_prompt, to_chat
 
 
 def _msg(role, text="", **extra):
@@ -110,3 +110,30 @@ def test_given_an_image_earlier_in_history_then_a_later_turn_still_sends_it():
 
 def test_given_text_only_messages_then_turns_carry_no_images():
     assert [m.images for m in to_chat([_msg("user", "hi"), _msg("assistant", "hello")])] == [(), ()]
+
+
+def test_given_a_turn_cache_when_the_same_history_is_sent_twice_then_each_message_is_converted_once():
+    history = [_msg("user", "hi", id="m1"), _msg("assistant", "", id="m2", tool_calls=[_call("c1")]),
+               {**_result("c1"), "id": "m3"}, _msg("system", "note", id="m4"), _msg("assistant", "bye", id="m5")]
+    cache = TurnCache()
+    first = to_chat(history, cache=cache)
+    second = to_chat([*history, _msg("user", "next", id="m6")], cache=cache)
+    assert first == to_chat(history)  # the same answer as without a cache
+    # Each stored message's turn was converted once, then reused (tool results are cheap: rebuilt).
+    assert all(a is b for a, b in zip(first, second, strict=False) if a.role != "tool")
+    assert second[-1].text == "next"
+
+
+def test_given_omitted_message_notices_when_cached_then_each_keeps_its_own_text():
+    cache = TurnCache()
+    notices = [_msg("system", f"left out: {size} bytes", id=OMITTED_NOTICE_ID) for size in (10, 20)]
+    assert [to_chat([notice], cache=cache)[0].text for notice in notices] == [
+        "[system message] left out: 10 bytes", "[system message] left out: 20 bytes"]
+
+
+def test_given_a_full_turn_cache_when_more_turns_come_then_the_oldest_leave_and_answers_stay_right():
+    cache = TurnCache(max_bytes=1000)
+    for i in range(50):
+        assert to_chat([_msg("user", f"message {i} " + "x" * 100, id=f"m{i}")], cache=cache)[0].text.startswith(
+            f"message {i} ")
+    assert cache._bytes <= 1000

@@ -128,6 +128,7 @@ class FakeModelServer:
         self._cond = threading.Condition()
         self._requests: list[dict] = []
         self._headers: list[dict[str, str]] = []
+        self._times: list[float] = []
         self._open = self._max_open = self._closed_by_client = self._completed = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -180,6 +181,12 @@ class FakeModelServer:
     def requests(self) -> list[dict]:
         with self._cond:
             return list(self._requests)
+
+    @property
+    def request_times(self) -> list[float]:
+        """When each request of `requests` arrived (`time.monotonic()` of the test's process)."""
+        with self._cond:
+            return list(self._times)
 
     @property
     def headers(self) -> list[dict[str, str]]:
@@ -255,6 +262,7 @@ class FakeModelServer:
             n = len(self._requests)
             self._requests.append(body)
             self._headers.append(headers)
+            self._times.append(time.monotonic())
         script = self.script
         try:
             reply = (script(body, n) if script is not None else None) or self.reply or Reply()

@@ -189,3 +189,18 @@ def test_given_an_idempotency_key_when_storing_fails_then_the_key_is_freed_for_t
     monkeypatch.undo()
     assert store.batches.create(requests=requests, callback_url=None, metadata=None, completion_window_s=60,
                                 idempotency_key="k")[1] is True
+
+
+def test_given_a_run_with_thousands_of_messages_when_committed_then_all_are_stored_in_order(store, batch):
+    agent_id, batch_id, item_ids = batch
+    store.runs.claim(batch_id=batch_id, item_id=item_ids[0], owner="w", lease_s=30)
+    messages = [new_message("user", [{"type": "text", "text": f"m{i}"}], agent_id=agent_id, batch_item_id=item_ids[0])
+                for i in range(4500)]  # more arguments than one Lua unpack takes
+    commit = store.runs.commit(agent_id=agent_id, batch_id=batch_id, item_id=item_ids[0],
+                               record=RunRecord(outcome="succeeded", stop_reason="end_turn", messages=messages))
+    assert commit.committed
+    ids = store.client.zrange(keys.agent_messages(agent_id), 0, -1)
+    assert ids == [message["id"] for message in messages]
+    assert store.client.zrange(keys.batch_messages(batch_id), 0, -1) == ids
+    first, last = store.client.hget(keys.item(item_ids[0]), "msg_seq").split(":")
+    assert int(last) - int(first) == 4499

@@ -1,0 +1,95 @@
+"""What one batch item costs the worker in Redis round trips, counted at the client's socket: a
+chunk reads its items once, then each item is claimed with everything its run reads in one round
+trip and committed in one more."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from redis.connection import AbstractConnection
+
+from actors.runtime import WorkerRuntime
+from app.schemas.agents import CreateAgent
+from app.schemas.batches import LettaBatchRequest
+from app.settings import Settings
+from app.store import Store, connect, keys
+from tests.fakes.model_servers import FakeOpenAIServer
+
+ITEMS = 20
+#: Sent once per connection or per process, whatever the item count: not counted.
+ONCE = (b"HELLO", b"CLIENT", b"PING", b"SCRIPT", b"SUBSCRIBE")
+
+
+class NoTasks:
+    def send(self, actor_name: str, *args: Any, delay_ms: int | None = None) -> None:
+        pass
+
+
+@pytest.fixture
+def store(redis_url: str) -> Store:
+    return Store(client=connect(redis_url))
+
+
+def _runtime(redis_url: str, tmp_path, **settings: Any) -> WorkerRuntime:
+    return WorkerRuntime(settings=Settings(redis_url=redis_url, var_dir=tmp_path, _env_file=None,
+                                           simulated_ttft_ms=0, simulated_token_ms=0, **settings),
+                         redis_url=redis_url, tasks=NoTasks())
+
+
+def _run_chunk(runtime: WorkerRuntime, batch_id: str, stop: int, on_start: Any = None) -> None:
+    async def go() -> None:
+        await runtime.start()
+        if on_start:
+            on_start()
+        try:
+            await runtime.run_chunk(batch_id, 0, stop)
+        finally:
+            runtime.shutting_down = True
+            await runtime.close()
+
+    asyncio.run(go())
+
+
+def test_given_a_chunk_of_items_when_it_runs_then_each_item_costs_about_two_round_trips(
+        store, redis_url, tmp_path, monkeypatch):
+    agent = store.agents.create(CreateAgent(model="simulated/echo"))
+    requests = [LettaBatchRequest(agent_id=agent["id"], input=f"q{i}") for i in range(ITEMS)]
+    batch_id, _ = store.batches.create(requests=requests, callback_url=None, metadata=None, completion_window_s=60)
+    runtime = _runtime(redis_url, tmp_path)
+    sent: list[Any] = []
+    real_send = AbstractConnection.send_packed_command
+
+    def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        # One request (a whole pipeline is one) written to Redis: one round trip.
+        first = command[0] if isinstance(command, list) else command
+        if not any(word in bytes(first)[:40] for word in ONCE):
+            sent.append(first)
+        return real_send(self, command, check_health)
+
+    _run_chunk(runtime, batch_id, ITEMS - 1, on_start=lambda: monkeypatch.setattr(
+        AbstractConnection, "send_packed_command", counting))
+    assert store.batches.get(batch_id)["request_counts"]["succeeded"] == ITEMS
+    # claim + loads, then commit, per item; the chunk's own reads (three of them make the items'
+    # hashes from the batch's request blob, app/store/blobs.py) and the runtime's background
+    # work (heartbeat, the first call of each script) take a few more. Before: six per item (claim, item, agent, history
+    # index, request, commit).
+    assert len(sent) <= 2 * ITEMS + 16, f"{len(sent)} round trips for {ITEMS} items: {[bytes(c)[:60] for c in sent]}"
+
+
+def test_given_items_of_one_agent_run_one_after_another_then_each_prompt_holds_all_that_was_committed_before(
+        store, redis_url, tmp_path):
+    with FakeOpenAIServer() as model:
+        agent_id = store.agents.create(CreateAgent(llm_config={
+            "model": "gpt-4o-mini", "model_endpoint_type": "openai", "model_endpoint": model.base_url,
+            "context_window": 64_000}))["id"]
+        requests = [LettaBatchRequest(agent_id=agent_id, input=f"question {i}") for i in range(3)]
+        batch_id, _ = store.batches.create(requests=requests, callback_url=None, metadata=None,
+                                           completion_window_s=60)
+        _run_chunk(_runtime(redis_url, tmp_path, worker_max_streams=1), batch_id, 2)
+        prompts = [[message["content"] for message in request["messages"] if message["role"] == "user"]
+                   for request in model.requests]
+    assert store.batches.get(batch_id)["request_counts"]["succeeded"] == 3
+    assert prompts == [["question 0"], ["question 0", "question 1"], ["question 0", "question 1", "question 2"]]
+    assert store.client.zcard(keys.agent_messages(agent_id)) == 6

@@ -1,0 +1,51 @@
+"""Which limit of BATCHLINE_MODEL_LIMITS a model call meets, and which settings are refused."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from app.model_limits import LimitTable, ModelLimit
+from app.settings import Settings
+
+EXACT, ENDPOINT, PROVIDER, DEFAULT = (ModelLimit(max_streams=n) for n in (1, 2, 3, 4))
+
+
+def _table() -> LimitTable:
+    return LimitTable({"openai/gpt-4o-mini": EXACT, "http://vllm.internal:8000/v1/": ENDPOINT,
+                       "anthropic/*": PROVIDER, "*": DEFAULT})
+
+
+def test_given_a_handle_an_endpoint_and_wildcards_when_matched_then_the_most_specific_key_wins():
+    table = _table()
+    assert table.match("openai/gpt-4o-mini", "http://vllm.internal:8000/v1").limit is EXACT
+    assert table.match("openai/llama", "http://vllm.internal:8000/v1").limit is ENDPOINT
+    assert table.match("anthropic/claude-3-5-haiku", None).limit is PROVIDER
+    assert table.match("openai/gpt-4o", "https://api.openai.com/v1").limit is DEFAULT
+
+
+def test_given_a_wildcard_when_two_models_match_it_then_each_has_its_own_pool_and_an_endpoint_is_one_pool():
+    table = _table()
+    assert table.match("anthropic/a", None).name == "anthropic/a"
+    assert table.match("anthropic/b", None).name == "anthropic/b"
+    assert table.match("openai/x", "http://vllm.internal:8000/v1/").name == "http://vllm.internal:8000/v1"
+    assert table.match("openai/y", "http://vllm.internal:8000/v1").name == "http://vllm.internal:8000/v1"
+
+
+def test_given_no_matching_key_when_matched_then_the_call_has_no_limit():
+    assert LimitTable({"openai/gpt-4o-mini": EXACT}).match("openai/gpt-4o", None) is None
+    assert not LimitTable({})
+
+
+def test_given_the_setting_as_json_in_the_environment_when_read_then_it_is_parsed(monkeypatch):
+    monkeypatch.setenv("BATCHLINE_MODEL_LIMITS", '{"openai/gpt-4o-mini": {"max_streams": 50, '
+                                                 '"requests_per_minute": 500, "tokens_per_minute": 200000}}')
+    limit = Settings(_env_file=None).model_limits["openai/gpt-4o-mini"]
+    assert (limit.max_streams, limit.requests_per_minute, limit.tokens_per_minute) == (50, 500, 200000)
+
+
+@pytest.mark.parametrize("table", [{"gpt-4o-mini": {"max_streams": 5}}, {"openai/x": {"max_stream": 5}},
+                                   {"openai/x": {"max_streams": 0}}])
+def test_given_a_key_that_can_never_match_or_an_unknown_or_zero_figure_then_the_setting_is_refused(table):
+    with pytest.raises(ValidationError):
+        Settings(model_limits=table, _env_file=None)
