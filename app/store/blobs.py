@@ -88,7 +88,7 @@ class RequestBlobs:
         with self.client.pipeline(transaction=False) as pipe:
             pipe.hmget(keys.batch(batch_id), ["blob_size", "agent_id"])
             for item_id in item_ids:
-                pipe.exists(keys.item(item_id))
+                pipe.hexists(keys.item(item_id), "status")
             (blob_size, batch_agent), *exists = pipe.execute()
         missing = [(item_id, start + offset) for offset, (item_id, found) in enumerate(zip(item_ids, exists,
                                                                                               strict=True))
