@@ -19,11 +19,16 @@ Every worker process runs the loop; a lease in Redis lets one sweep at a time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from app.outage import outage
 from app.queues import Queues
+from app.redis_retry import UNAVAILABLE
 from app.store import Store
 from app.store.progress import BatchProgress, Chunk
 from app.tasks import FINALIZE_BATCH, RUN_CHUNK, SEND_CALLBACK, START_BATCH, TaskQueue
@@ -125,3 +130,32 @@ class Reconciler:
 
     def _alive(self, actor_name: str, message_id: str | None) -> bool:
         return message_id is not None and self.queues.alive(actor_name, [message_id])[0]
+
+
+async def sweep_periodically(reconciler: Reconciler, *, owner: str, interval_s: float) -> None:
+    """Every worker process's loop: about every `interval_s`, sweep if this process wins the lease."""
+    store = reconciler.store
+    while True:
+        # Spread the processes' attempts, so one is not always the one that sweeps.
+        await asyncio.sleep(interval_s * random.uniform(0.5, 1.0))
+        try:
+            if store.sweeps.try_lease(owner=owner, ttl_s=interval_s * 0.9):
+                await asyncio.to_thread(sweep_and_record, reconciler, owner=owner)
+        except UNAVAILABLE as exc:
+            outage.lost(exc)
+        except Exception:
+            logger.exception("The reconciler's sweep failed; the next one tries again")
+
+
+def sweep_and_record(reconciler: Reconciler, *, owner: str) -> Repairs:
+    """One sweep, its time and repairs kept in Redis (the monitor shows them), one line if it repaired."""
+    started = time.monotonic()
+    repairs = reconciler.sweep()
+    seconds, micros = reconciler.store.client_time()
+    reconciler.store.sweeps.record(owner=owner, finished_us=seconds * 1_000_000 + micros,
+                                   duration_ms=(time.monotonic() - started) * 1000, repairs=repairs.counts())
+    if repairs.repaired:
+        logger.info("Sweep repaired: %s", ", ".join(
+            f"{count} {name.replace('_', ' ')}" for name, count in repairs.counts().items()
+            if count and name not in ("batches_visited", "batches_retired")))
+    return repairs

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import socket
 import time
 import uuid
@@ -30,7 +29,7 @@ from actors.fanout import ChunkFeeder
 from actors.heartbeat import forget, send_heartbeats
 from actors.leases import renew_leases
 from actors.memory import MemoryBudget
-from actors.reconciler import Reconciler
+from actors.reconciler import Reconciler, sweep_periodically
 from actors.slots import StreamSlot
 from actors.stops import StopListener
 from app.engine.history import context_budget_bytes
@@ -119,7 +118,8 @@ class WorkerRuntime:
             self.stops.start(),
             asyncio.create_task(renew_leases(store=self.store, owner=self.owner, lease_s=self.settings.item_lease_s,
                                              item_ids=lambda: list(self.in_flight))),
-            asyncio.create_task(self._sweep_periodically()),
+            asyncio.create_task(sweep_periodically(self.reconciler, owner=self.owner,
+                                                   interval_s=self.settings.sweep_interval_s)),
             asyncio.create_task(self._watch_redis()),
             asyncio.create_task(send_heartbeats(
                 store=self.store, owner=self.owner, threads=lambda: self.threads,
@@ -280,30 +280,6 @@ class WorkerRuntime:
             outage.lost(exc)
 
     # -- the sweep and the connection ------------------------------------------------------
-
-    async def _sweep_periodically(self) -> None:
-        interval_s = self.settings.sweep_interval_s
-        while True:
-            # Spread the processes' attempts, so one is not always the one that sweeps.
-            await asyncio.sleep(interval_s * random.uniform(0.5, 1.0))
-            try:
-                if self.store.sweeps.try_lease(owner=self.owner, ttl_s=interval_s * 0.9):
-                    await asyncio.to_thread(self.sweep_once)
-            except UNAVAILABLE as exc:
-                outage.lost(exc)
-            except Exception:
-                logger.exception("The reconciler's sweep failed; the next one tries again")
-
-    def sweep_once(self) -> None:
-        started = time.monotonic()
-        repairs = self.reconciler.sweep()
-        seconds, micros = self.store.client_time()
-        self.store.sweeps.record(owner=self.owner, finished_us=seconds * 1_000_000 + micros,
-                                 duration_ms=(time.monotonic() - started) * 1000, repairs=repairs.counts())
-        if repairs.repaired:
-            logger.info("Sweep repaired: %s", ", ".join(
-                f"{count} {name.replace('_', ' ')}" for name, count in repairs.counts().items()
-                if count and name not in ("batches_visited", "batches_retired")))
 
     async def _watch_redis(self) -> None:
         while True:
