@@ -166,6 +166,7 @@ class WorkerRuntime:
         # Even in a stopped batch every item is claimed: the claim settles unstarted items and
         # hands over items a dead worker left running, which nothing else would end.
         item_ids = await self.redis_retry.call(self.store.batches.item_ids, batch_id, start=start, stop=stop)
+        await self.redis_retry.call(self.store.blobs.materialize, batch_id, item_ids, start=start)
         items = await self.redis_retry.call(self.store.starts.load_items, item_ids) if item_ids else {}
         async with asyncio.TaskGroup() as group:
             runs = [group.create_task(self.run_item(batch_id, item_id, items.get(item_id))) for item_id in item_ids]

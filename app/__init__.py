@@ -5,7 +5,7 @@ from __future__ import annotations
 from dramatiq.brokers.redis import RedisBroker
 from flask_openapi3 import Info, OpenAPI
 
-from app.api import auth, body_guard, errors, rate_limits
+from app.api import auth, body_guard, errors, gc_pause, rate_limits
 from app.api.agents import agents
 from app.api.batches import batches
 from app.api.dashboard import dashboard
@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         app.register_api(blueprint)
     auth.install(app)
     rate_limits.install(app, redis_url=redis_url)
+    gc_pause.install(app)
     body_guard.install(app)
     install_web_context(app)
     errors.register(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import UTC, datetime
 
@@ -25,3 +26,19 @@ def iso_from_ns(ns: int | None) -> str | None:
 def now_iso() -> str:
     # isoformat, not strftime: the same text at a third of the cost, and every message takes two.
     return datetime.now(tz=UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+# Sets the version nibble (4) and the RFC 4122 variant bits of one byte each, for all ids at once.
+_VERSION_4 = bytes.maketrans(bytes(range(256)), bytes((byte & 0x0F) | 0x40 for byte in range(256)))
+_VARIANT = bytes.maketrans(bytes(range(256)), bytes((byte & 0x3F) | 0x80 for byte in range(256)))
+
+
+def new_ids(prefix: str, count: int) -> list[str]:
+    """`count` ids shaped like new_id's, from one read of the OS's random source: a 100,000-request
+    batch spent a tenth of its create in uuid4, which reads it once per id."""
+    raw = bytearray(os.urandom(16 * count))
+    raw[6::16] = raw[6::16].translate(_VERSION_4)
+    raw[8::16] = raw[8::16].translate(_VARIANT)
+    text = raw.hex()
+    return [f"{prefix}-{text[at:at + 8]}-{text[at + 8:at + 12]}-{text[at + 12:at + 16]}-{text[at + 16:at + 20]}-"
+            f"{text[at + 20:at + 32]}" for at in range(0, 32 * count, 32)]

@@ -23,6 +23,7 @@ from app.schemas.batches import (
     BatchPath,
     BatchRequestsQuery,
     CreateBatch,
+    LettaBatchRequest,
     LettaRequest,
 )
 from app.schemas.common import Error, PageQuery
@@ -56,14 +57,7 @@ def create_batch(body: CreateBatch) -> Any:
     retried submission answer with the first batch; the same key with another body is a 409.
     """
     svc = services()
-    for index, item in enumerate(body.requests):
-        check_max_steps(item, svc.settings.max_steps_ceiling, loc=["requests", index, "max_steps"])
-    tenant = current_tenant()
-    agents = svc.store.agents.get_many([item.agent_id for item in body.requests])
-    for index, item in enumerate(body.requests):
-        agent = agents.get(item.agent_id)
-        if agent is None or owner_of(agent["created_by_id"]) != tenant:
-            raise ApiError(404, f"Agent {item.agent_id!r} (requests[{index}].agent_id) not found.")
+    check_requests(body.requests, max_steps_ceiling=svc.settings.max_steps_ceiling)
     if body.callback_url is not None:
         try:
             check_target(body.callback_url, allow_private=svc.settings.callback_allow_private)
@@ -76,9 +70,10 @@ def create_batch(body: CreateBatch) -> Any:
     try:
         batch_id, created = svc.store.batches.create(
             requests=body.requests, callback_url=body.callback_url, metadata=body.metadata,
-            completion_window_s=svc.settings.completion_window_s, tenant=tenant,
-            idempotency_key=key, fingerprint=body_fingerprint(body), idempotency_ttl_s=svc.settings.idempotency_ttl_s,
-            admit=lambda: charge_batch_requests(len(body.requests)))
+            completion_window_s=svc.settings.completion_window_s, tenant=current_tenant(),
+            idempotency_key=key, fingerprint=body_fingerprint(body) if key is not None else "",
+            idempotency_ttl_s=svc.settings.idempotency_ttl_s,
+            admit=lambda: charge_batch_requests(len(body.requests)), blob_size=svc.settings.chunk_size)
     except IdempotencyKeyReused as exc:
         raise ApiError(409, f"Idempotency-Key {key!r} was already used with a different request body (batch "
                             f"{exc.batch_id!r}); send the same body to get that batch, or a new key for a new "
@@ -189,6 +184,22 @@ def _items_in_status(batch_id: str, query: BatchRequestsQuery) -> list[dict[str,
         else:
             after = items[-1]["id"]
     return found[-query.limit:] if backward else found[:query.limit]
+
+
+def check_requests(requests: list[LettaBatchRequest], *, max_steps_ceiling: int) -> None:
+    """The checks the schema cannot make, in one pass over the requests: the max_steps ceiling,
+    then each distinct agent exists and belongs to the caller's tenant (first offending index named)."""
+    first_index: dict[str, int] = {}
+    for index, item in enumerate(requests):
+        if item.max_steps is not None and item.max_steps > max_steps_ceiling:
+            check_max_steps(item, max_steps_ceiling, loc=["requests", index, "max_steps"])
+        first_index.setdefault(item.agent_id, index)
+    tenant = current_tenant()
+    agents = services().store.agents.get_many(list(first_index))
+    for agent_id, index in first_index.items():
+        agent = agents.get(agent_id)
+        if agent is None or owner_of(agent["created_by_id"]) != tenant:
+            raise ApiError(404, f"Agent {agent_id!r} (requests[{index}].agent_id) not found.")
 
 
 def check_max_steps(request: LettaRequest, ceiling: int, *, loc: list[str | int]) -> None:

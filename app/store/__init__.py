@@ -64,6 +64,7 @@ class Store:
         self.sweeps = SweepStore(client=client)
         self.monitor = MonitorStore(client=client)
         self.results = ResultStore(client=client)
+        self.blobs = self.batches.blobs
         self.model_limits = ModelLimitStore(client=client, scripts=scripts)
 
     def client_time(self) -> tuple[int, int]:

@@ -1,5 +1,6 @@
-"""Batches: a hash per batch (fields, live counters, callback state), a hash per item, and
-indexes ordered by creation. State transitions run as Lua scripts (app/lua/)."""
+"""Batches: a hash per batch (fields, live counters, callback state), its requests in blobs
+(app/store/blobs.py), a hash per item once a worker reaches it, and indexes ordered by creation.
+State transitions run as Lua scripts (app/lua/)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from typing import Any
 
 import redis
 
-from app.ids import iso_from_ns, new_id
+from app.ids import iso_from_ns, new_id, new_ids
 from app.schemas.batches import LettaBatchRequest
 from app.store import keys
+from app.store.blobs import REQUESTS_PER_BLOB, RequestBlobs, write_requests
 from app.store.model_limits import waiting_for
 from app.store.pagination import Order, page
 from app.store.scripts import Scripts
@@ -66,12 +68,14 @@ class BatchStore:
     def __init__(self, *, client: redis.Redis, scripts: Scripts) -> None:
         self.client = client
         self.scripts = scripts
+        self.blobs = RequestBlobs(client=client, scripts=scripts)
 
     def create(self, *, requests: list[LettaBatchRequest], callback_url: str | None,
                metadata: dict[str, Any] | None, completion_window_s: float,
                tenant: str = DEFAULT_TENANT, idempotency_key: str | None = None, fingerprint: str = "",
                idempotency_ttl_s: int = IDEMPOTENCY_TTL_S,
-               admit: Callable[[], None] | None = None) -> tuple[str, bool]:
+               admit: Callable[[], None] | None = None,
+               blob_size: int = REQUESTS_PER_BLOB) -> tuple[str, bool]:
         """Store a batch and its items in one transaction; return (batch id, created).
 
         With an idempotency key already used, nothing is stored and the earlier batch id is returned
@@ -80,6 +84,7 @@ class BatchStore:
         (WATCHed), so a web process that dies half way leaves neither a key without a batch nor two
         batches for one key; a concurrent request with the same key waits for the winner's batch.
         `admit` is called only when a new batch is about to be stored, and may raise to refuse it.
+        The requests are stored `blob_size` to a blob (app/store/blobs.py).
         """
         batch_id = new_id("job")
         key = keys.idempotency(tenant, idempotency_key) if idempotency_key is not None else None
@@ -94,14 +99,16 @@ class BatchStore:
                         admit()
                     self._store(pipe, batch_id, requests=requests, callback_url=callback_url, metadata=metadata,
                                 completion_window_s=completion_window_s, tenant=tenant, idempotency_key=key,
-                                idempotency_value=f"{batch_id} {fingerprint}", idempotency_ttl_s=idempotency_ttl_s)
+                                idempotency_value=f"{batch_id} {fingerprint}", idempotency_ttl_s=idempotency_ttl_s,
+                                blob_size=blob_size)
                     return batch_id, True
                 except redis.WatchError:
                     continue  # a concurrent request with the same key won: answer with its batch
 
     def _store(self, pipe: redis.client.Pipeline, batch_id: str, *, requests: list[LettaBatchRequest],
                callback_url: str | None, metadata: dict[str, Any] | None, completion_window_s: float,
-               tenant: str, idempotency_key: str | None, idempotency_value: str, idempotency_ttl_s: int) -> None:
+               tenant: str, idempotency_key: str | None, idempotency_value: str, idempotency_ttl_s: int,
+               blob_size: int) -> None:
         seconds, micros = self.client.time()
         created_us = seconds * 1_000_000 + micros
         agent_ids = {request.agent_id for request in requests}
@@ -116,15 +123,11 @@ class BatchStore:
             **{counter: 0 for counter in REQUEST_COUNTERS},
         }
         fields["total"] = fields["pending"] = len(requests)
-        item_ids = [new_id("batch_item") for _ in requests]
+        fields["blob_size"] = blob_size
+        item_ids = new_ids("batch_item", len(requests))
         pipe.multi()
         pipe.hset(keys.batch(batch_id), mapping=fields)
-        for index, (item_id, request) in enumerate(zip(item_ids, requests, strict=True)):
-            pipe.hset(keys.item(item_id), mapping={
-                "id": item_id, "batch_id": batch_id, "agent_id": request.agent_id, "idx": index,
-                "status": ItemStatus.PENDING, "request": request.model_dump_json(exclude_none=True),
-            })
-        pipe.zadd(keys.batch_items(batch_id), {item_id: index for index, item_id in enumerate(item_ids)})
+        write_requests(pipe, self.scripts, batch_id, item_ids, requests, blob_size=blob_size)
         pipe.zadd(keys.BATCHES, {batch_id: seq})
         pipe.zadd(keys.tenant_batches(tenant), {batch_id: seq})
         pipe.zadd(keys.ACTIVE_BATCHES, {batch_id: seq})
@@ -174,7 +177,11 @@ class BatchStore:
         with self.client.pipeline(transaction=False) as pipe:
             for item_id in ids:
                 pipe.hgetall(keys.item(item_id))
-            return [batch_item(fields, batch_status) for fields in pipe.execute() if fields]
+            stored = pipe.execute()
+        pending = self.blobs.unmaterialized(batch_id, [item_id for item_id, fields in zip(ids, stored, strict=True)
+                                                       if not fields])
+        return [batch_item(fields or pending[item_id], batch_status)
+                for item_id, fields in zip(ids, stored, strict=True) if fields or item_id in pending]
 
     def stop(self, batch_id: str, *, status: str) -> StopResult:
         """Cancel or expire. `needs_finalize` on the result says whether the caller must enqueue

@@ -14,6 +14,7 @@ import redis
 
 from app.store import keys
 from app.store.agents import AgentStore
+from app.store.blobs import cached_request, request_bytes
 from app.store.messages import NewerMessage, newer_args, parse_newer
 from app.store.runs import Claim, StoredItem
 from app.store.scripts import Scripts
@@ -46,13 +47,14 @@ class ItemStartStore:
         never change once an item is stored."""
         with self.client.pipeline(transaction=False) as pipe:
             for item_id in item_ids:
-                pipe.hmget(keys.item(item_id), ["id", "batch_id", "agent_id"])
+                pipe.hmget(keys.item(item_id), ["id", "batch_id", "agent_id", "request_at"])
                 pipe.hstrlen(keys.item(item_id), "request")
             replies = pipe.execute()
         found = {}
-        for (found_id, batch_id, agent_id), size in zip(replies[::2], replies[1::2], strict=True):
+        for (found_id, batch_id, agent_id, request_at), size in zip(replies[::2], replies[1::2], strict=True):
             if found_id is not None:
-                found[found_id] = StoredItem(id=found_id, batch_id=batch_id, agent_id=agent_id, request_bytes=size)
+                found[found_id] = StoredItem(id=found_id, batch_id=batch_id, agent_id=agent_id,
+                                             request_bytes=size or request_bytes(request_at))
         return found
 
     def claim_and_load(self, item: StoredItem, *, owner: str, lease_s: float, history_after_seq: int,
@@ -69,7 +71,7 @@ class ItemStartStore:
                 pipe.evalsha(self.scripts.newer_messages.sha, 1, keys.agent_messages(item.agent_id),
                              *newer_args(history_after_seq, history_limit, history_max_bytes))
                 if small:
-                    pipe.hget(keys.item(item.id), "request")
+                    pipe.hmget(keys.item(item.id), ["request", "request_at"])
                 replies = pipe.execute(raise_on_error=False)
             if not any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
                 break
@@ -85,7 +87,8 @@ class ItemStartStore:
                 raise reply
         (action, now_us), raw_agent, blocks, *rest = replies
         newer, *rest = rest
-        request = rest[0] if small else None
+        # A blob-stored request comes from the blob this process read to materialize the chunk.
+        request = (rest[0][0] or cached_request(item.batch_id, rest[0][1])) if small else None
         agent = None if raw_agent is None else AgentStore.from_stored(json.loads(raw_agent), blocks)
         return ItemStart(item=item, claim=Claim(action, int(now_us)), agent=agent,
                          newer=None if newer is None else parse_newer(newer), request=request)

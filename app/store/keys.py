@@ -48,6 +48,11 @@ def batch_items(batch_id: str) -> str:
     return f"{PREFIX}batch:{batch_id}:items"
 
 
+def batch_requests(batch_id: str, number: int) -> str:
+    """The batch's requests `number * blob_size` onwards, one JSON object a line (app/store/blobs.py)."""
+    return f"{PREFIX}batch:{batch_id}:requests:{number}"
+
+
 def batch_messages(batch_id: str) -> str:
     return f"{PREFIX}batch:{batch_id}:msgs"
 

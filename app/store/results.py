@@ -16,6 +16,7 @@ import redis
 
 from app.store import keys
 from app.store.batches import batch_item
+from app.store.blobs import RequestBlobs
 
 #: Items read per round trip of the export (each page costs three round trips: items, message
 #: ids, messages).
@@ -28,6 +29,7 @@ _ITEM_FIELDS = ("id", "batch_id", "agent_id", "idx", "status", "stop_reason", "t
 class ResultStore:
     def __init__(self, *, client: redis.Redis) -> None:
         self.client = client
+        self.blobs = RequestBlobs(client=client)
 
     def stream(self, batch_id: str, *, page_items: int = EXPORT_PAGE_ITEMS) -> Iterator[dict[str, Any]]:
         """One result per item, in submission order."""
@@ -47,7 +49,10 @@ class ResultStore:
             for item_id in item_ids:
                 pipe.hmget(keys.item(item_id), _ITEM_FIELDS)
             batch_status, *rows = pipe.execute()
-        items = [dict(zip(_ITEM_FIELDS, row, strict=True)) for row in rows if row[0] is not None]
+        pending = self.blobs.unmaterialized(batch_id, [item_id for item_id, row in zip(item_ids, rows, strict=True)
+                                                       if row[0] is None])
+        items = [dict(zip(_ITEM_FIELDS, row, strict=True)) if row[0] is not None else pending[item_id]
+                 for item_id, row in zip(item_ids, rows, strict=True) if row[0] is not None or item_id in pending]
         with self.client.pipeline(transaction=False) as pipe:
             for fields in items:
                 first, _, last = (fields.get("msg_seq") or "").partition(":")

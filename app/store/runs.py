@@ -10,6 +10,7 @@ from typing import Any
 import redis
 
 from app.store import keys
+from app.store.blobs import RequestBlobs, request_bytes
 from app.store.monitor import METRIC_ARGS, METRIC_KEYS
 from app.store.scripts import Scripts
 from app.vocabulary import StopReason
@@ -77,21 +78,32 @@ class RunStore:
     def __init__(self, *, client: redis.Redis, scripts: Scripts) -> None:
         self.client = client
         self.scripts = scripts
+        self.blobs = RequestBlobs(client=client, scripts=scripts)
 
     def load_item(self, item_id: str) -> StoredItem:
         with self.client.pipeline(transaction=False) as pipe:
-            pipe.hmget(keys.item(item_id), ["id", "batch_id", "agent_id"])
+            pipe.hmget(keys.item(item_id), ["id", "batch_id", "agent_id", "request_at"])
             pipe.hstrlen(keys.item(item_id), "request")
-            (found_id, batch_id, agent_id), size = pipe.execute()
+            (found_id, batch_id, agent_id, request_at), size = pipe.execute()
         if found_id is None:
             raise LookupError(f"batch item {item_id} does not exist")
-        return StoredItem(id=found_id, batch_id=batch_id, agent_id=agent_id, request_bytes=size)
+        return StoredItem(id=found_id, batch_id=batch_id, agent_id=agent_id,
+                          request_bytes=size or request_bytes(request_at))
 
     def load_request(self, item_id: str) -> str:
-        """The item's request body (LettaBatchRequest JSON)."""
-        return self.client.hget(keys.item(item_id), "request")
+        """The item's request body (LettaBatchRequest JSON): from the batch's blob, or from the
+        item's own `request` field for a batch stored before blobs."""
+        request, batch_id, request_at = self.client.hmget(keys.item(item_id), ["request", "batch_id", "request_at"])
+        return request if request is not None else self.blobs.load(batch_id, request_at)
 
     def claim(self, *, batch_id: str, item_id: str, owner: str, lease_s: float) -> Claim:
+        claim = self._claim(batch_id, item_id, owner, lease_s)
+        # A caller that did not materialize its chunk first (app/store/blobs.py) still gets a claim.
+        if claim.action == "missing" and self.blobs.materialize_one(batch_id, item_id):
+            claim = self._claim(batch_id, item_id, owner, lease_s)
+        return claim
+
+    def _claim(self, batch_id: str, item_id: str, owner: str, lease_s: float) -> Claim:
         action, now_us = self.scripts.claim_item(
             keys=[keys.item(item_id), keys.batch(batch_id)], args=[owner, int(lease_s * 1_000_000)])
         return Claim(action, int(now_us))

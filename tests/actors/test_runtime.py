@@ -184,7 +184,7 @@ def test_given_max_steps_zero_when_the_item_runs_then_it_ends_with_max_steps_and
 def test_given_an_agent_deleted_before_its_request_runs_when_the_item_runs_then_it_ends_with_error(
         store, make_runtime):
     batch_id, item_id = one_item_batch(store)
-    store.agents.delete(store.client.hget(keys.item(item_id), "agent_id"))
+    store.agents.delete(store.batches.get(batch_id)["agent_id"])
     runtime, _ = make_runtime()
     run_chunk(runtime, batch_id)
     item = store.client.hgetall(keys.item(item_id))

@@ -32,6 +32,7 @@ def test_given_20000_requests_committed_out_of_order_when_exported_then_every_li
         client, redis_url):
     store = Store(client=connect(redis_url))
     agent_id, batch_id, item_ids = _batch(store, 20_000)
+    store.blobs.materialize(batch_id, item_ids, start=0)  # as the workers that claimed them would
     order = list(range(len(item_ids)))
     random.Random(7).shuffle(order)
     unfinished = set(order[:50])  # some requests still pending when exported
@@ -59,6 +60,7 @@ def test_given_20000_requests_committed_out_of_order_when_exported_then_every_li
 def test_given_a_cancelled_batch_when_exported_then_unstarted_requests_read_cancelled(client, redis_url):
     store = Store(client=connect(redis_url))
     agent_id, batch_id, item_ids = _batch(store, 3)
+    assert store.runs.claim(batch_id=batch_id, item_id=item_ids[1], owner="w", lease_s=60).action == "run"
     _commit(store, agent_id, batch_id, item_ids[1], 1)
     assert client.patch(f"/v1/messages/batches/{batch_id}/cancel").status_code == 200
 
