@@ -13,8 +13,6 @@ reads as it always did.
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,39 +26,6 @@ from app.vocabulary import ItemStatus
 #: Requests per blob when the caller names no size (the create passes the chunk size, so that a
 #: chunk's items usually lie in one blob).
 REQUESTS_PER_BLOB = 50
-#: Bytes of blobs a process keeps after materializing a chunk, so that its items' requests load
-#: without another round trip (blobs never change once written).
-RECENT_BLOB_BYTES = 16 * 1024 * 1024
-
-
-class _RecentBlobs:
-    """The blobs this process read last, by key, up to RECENT_BLOB_BYTES."""
-
-    def __init__(self, *, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._blobs: OrderedDict[str, bytes] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def put(self, key: str, blob: bytes) -> None:
-        if len(blob) > self.max_bytes:
-            return
-        with self._lock:
-            if key in self._blobs:
-                return
-            self._blobs[key] = blob
-            self._bytes += len(blob)
-            while self._bytes > self.max_bytes:
-                self._bytes -= len(self._blobs.popitem(last=False)[1])
-
-    def get(self, key: str) -> bytes | None:
-        with self._lock:
-            return self._blobs.get(key)
-
-
-_recent = _RecentBlobs(max_bytes=RECENT_BLOB_BYTES)
-
-
 def write_requests(pipe: redis.client.Pipeline, scripts: Scripts, batch_id: str, item_ids: list[str],
                    requests: Sequence[LettaBatchRequest], *, blob_size: int) -> None:
     """Queue the writes of a batch's item index and blobs on `pipe` (the create's transaction).
@@ -69,10 +34,17 @@ def write_requests(pipe: redis.client.Pipeline, scripts: Scripts, batch_id: str,
     # The serializer itself, not model_dump_json: a third faster over 100,000 requests. Defaults
     # stay: a union member's default `type` tells it apart on reading (a "tool" approval item).
     to_json = LettaBatchRequest.__pydantic_serializer__.to_json
+    several_agents = len({request.agent_id for request in requests}) > 1
     for number, start in enumerate(range(0, len(requests), blob_size)):
-        pipe.set(keys.batch_requests(batch_id, number), b"\n".join(
-            to_json(request, exclude_none=True)
-            for request in requests[start:start + blob_size]))
+        chunk = requests[start:start + blob_size]
+        lines = [to_json(request, exclude_none=True) for request in chunk]
+        ends, end = [], -2
+        for line in lines:
+            end += len(line) + 1
+            ends.append(end)
+        pipe.set(keys.batch_requests(batch_id, number), b"\n".join(lines))
+        pipe.set(keys.batch_request_places(batch_id, number), json.dumps(
+            {"ends": ends, "agents": [request.agent_id for request in chunk] if several_agents else None}))
 
 
 class RequestBlobs:
@@ -95,14 +67,14 @@ class RequestBlobs:
                    if not found]
         if not blob_size or not missing:
             return 0
-        lines = self._lines(batch_id, int(blob_size), [index for _, index in missing])
+        places = self._places(batch_id, int(blob_size), [index for _, index in missing])
         hashes, args = [], [batch_id]
         for item_id, index in missing:
-            if index not in lines:
+            if index not in places:
                 continue  # the blob is gone (the batch was deleted): nothing to run
-            number, first, last, line = lines[index]
+            number, first, last, agent_id = places[index]
             hashes.append(keys.item(item_id))
-            args += [item_id, batch_agent or json.loads(line)["agent_id"], index, f"{number}:{first}:{last}"]
+            args += [item_id, batch_agent or agent_id, index, f"{number}:{first}:{last}"]
         return self.scripts.materialize_items(keys=hashes, args=args) if hashes else 0
 
     def materialize_one(self, batch_id: str, item_id: str) -> bool:
@@ -122,13 +94,13 @@ class RequestBlobs:
         if not blob_size:
             return {}
         found = {item_id: int(index) for item_id, index in zip(item_ids, indexes, strict=True) if index is not None}
-        lines = {} if batch_agent else self._lines(batch_id, int(blob_size), list(found.values()))
+        places = {} if batch_agent else self._places(batch_id, int(blob_size), list(found.values()))
         fields = {}
         for item_id, index in found.items():
             if batch_agent:
                 agent_id = batch_agent
-            elif index in lines:
-                agent_id = json.loads(lines[index][3])["agent_id"]
+            elif index in places:
+                agent_id = places[index][3]
             else:
                 continue
             fields[item_id] = {"id": item_id, "batch_id": batch_id, "agent_id": agent_id, "idx": str(index),
@@ -137,41 +109,36 @@ class RequestBlobs:
 
     def load(self, batch_id: str, request_at: str) -> str:
         """An item's request (JSON), from where `request_at` says it lies."""
-        if (request := cached_request(batch_id, request_at)) is not None:
-            return request
-        number, first, last = (int(part) for part in request_at.split(":"))
-        return self.client.getrange(keys.batch_requests(batch_id, number), first, last)
+        return self.client.getrange(*request_range(batch_id, request_at))
 
-    def _lines(self, batch_id: str, blob_size: int, indexes: list[int]) -> dict[int, tuple[int, int, int, str]]:
-        """For each wanted index: (blob number, first byte, last byte, the line)."""
+    def _places(self, batch_id: str, blob_size: int, indexes: list[int]) -> dict[int, tuple[int, int, int, str | None]]:
+        """For each wanted index: (blob number, first byte, last byte, agent id if the batch has
+        several), from the blobs' small place lists, never the blobs."""
         numbers = sorted({index // blob_size for index in indexes})
         with self.client.pipeline(transaction=False) as pipe:
             for number in numbers:
-                pipe.get(keys.batch_requests(batch_id, number))
-            blobs = pipe.execute()
+                pipe.get(keys.batch_request_places(batch_id, number))
+            replies = pipe.execute()
         wanted = set(indexes)
         found = {}
-        for number, blob in zip(numbers, blobs, strict=True):
-            if blob is None:
+        for number, raw in zip(numbers, replies, strict=True):
+            if raw is None:
                 continue
-            data = blob.encode()
-            _recent.put(keys.batch_requests(batch_id, number), data)
-            offset = 0
-            for position, line in enumerate(data.split(b"\n")):
+            places = json.loads(raw)
+            agents = places["agents"]
+            first = 0
+            for position, last in enumerate(places["ends"]):
                 index = number * blob_size + position
                 if index in wanted:
-                    found[index] = (number, offset, offset + len(line) - 1, line.decode())
-                offset += len(line) + 1
+                    found[index] = (number, first, last, agents[position] if agents else None)
+                first = last + 2
         return found
 
 
-def cached_request(batch_id: str, request_at: str | None) -> str | None:
-    """A blob-stored request, if this process holds its blob (no round trip); else None."""
-    if not request_at:
-        return None
+def request_range(batch_id: str, request_at: str) -> tuple[str, int, int]:
+    """The GETRANGE arguments of a blob-stored request."""
     number, first, last = (int(part) for part in request_at.split(":"))
-    blob = _recent.get(keys.batch_requests(batch_id, number))
-    return None if blob is None else blob[first:last + 1].decode()
+    return keys.batch_requests(batch_id, number), first, last
 
 
 def request_bytes(request_at: str | None) -> int:

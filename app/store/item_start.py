@@ -14,7 +14,7 @@ import redis
 
 from app.store import keys
 from app.store.agents import AgentStore
-from app.store.blobs import cached_request, request_bytes
+from app.store.blobs import request_bytes, request_range
 from app.store.messages import NewerMessage, newer_args, parse_newer
 from app.store.runs import Claim, StoredItem
 from app.store.scripts import Scripts
@@ -54,7 +54,7 @@ class ItemStartStore:
         for (found_id, batch_id, agent_id, request_at), size in zip(replies[::2], replies[1::2], strict=True):
             if found_id is not None:
                 found[found_id] = StoredItem(id=found_id, batch_id=batch_id, agent_id=agent_id,
-                                             request_bytes=size or request_bytes(request_at))
+                                             request_bytes=size or request_bytes(request_at), request_at=request_at)
         return found
 
     def claim_and_load(self, item: StoredItem, *, owner: str, lease_s: float, history_after_seq: int,
@@ -70,8 +70,10 @@ class ItemStartStore:
                 pipe.hgetall(keys.agent_blocks(item.agent_id))
                 pipe.evalsha(self.scripts.newer_messages.sha, 1, keys.agent_messages(item.agent_id),
                              *newer_args(history_after_seq, history_limit, history_max_bytes))
-                if small:
-                    pipe.hmget(keys.item(item.id), ["request", "request_at"])
+                if small and item.request_at:
+                    pipe.getrange(*request_range(item.batch_id, item.request_at))
+                elif small:
+                    pipe.hget(keys.item(item.id), "request")
                 replies = pipe.execute(raise_on_error=False)
             if not any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
                 break
@@ -87,8 +89,7 @@ class ItemStartStore:
                 raise reply
         (action, now_us), raw_agent, blocks, *rest = replies
         newer, *rest = rest
-        # A blob-stored request comes from the blob this process read to materialize the chunk.
-        request = (rest[0][0] or cached_request(item.batch_id, rest[0][1])) if small else None
+        request = rest[0] if small else None
         agent = None if raw_agent is None else AgentStore.from_stored(json.loads(raw_agent), blocks)
         return ItemStart(item=item, claim=Claim(action, int(now_us)), agent=agent,
                          newer=None if newer is None else parse_newer(newer), request=request)

@@ -53,6 +53,12 @@ def batch_requests(batch_id: str, number: int) -> str:
     return f"{PREFIX}batch:{batch_id}:requests:{number}"
 
 
+def batch_request_places(batch_id: str, number: int) -> str:
+    """Where each line of blob `number` ends, and its agent ids when the batch has several (JSON):
+    read instead of the blob itself, whose requests may be megabytes each."""
+    return f"{PREFIX}batch:{batch_id}:requests:{number}:places"
+
+
 def batch_messages(batch_id: str) -> str:
     return f"{PREFIX}batch:{batch_id}:msgs"
 

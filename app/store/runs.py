@@ -36,6 +36,9 @@ class StoredItem:
     agent_id: str
     #: Size of the stored request body (JSON), in bytes.
     request_bytes: int
+    #: Where the request lies in its batch's blob ("<blob>:<first>:<last>"); None for a batch
+    #: stored before blobs (its item hash holds the request).
+    request_at: str | None = None
 
 
 @dataclass
@@ -88,7 +91,7 @@ class RunStore:
         if found_id is None:
             raise LookupError(f"batch item {item_id} does not exist")
         return StoredItem(id=found_id, batch_id=batch_id, agent_id=agent_id,
-                          request_bytes=size or request_bytes(request_at))
+                          request_bytes=size or request_bytes(request_at), request_at=request_at)
 
     def load_request(self, item_id: str) -> str:
         """The item's request body (LettaBatchRequest JSON): from the batch's blob, or from the

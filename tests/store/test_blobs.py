@@ -7,7 +7,7 @@ import pytest
 
 from app.schemas.agents import CreateAgent
 from app.schemas.batches import LettaBatchRequest
-from app.store import Store, blobs, connect, keys
+from app.store import Store, connect, keys
 
 #: Long enough that a hash holding it as a field would leave Redis's compact encoding (64 bytes).
 LONG_INPUT = "Résumé ✓ — " + "x" * 150
@@ -79,13 +79,18 @@ def test_given_a_batch_of_many_agents_when_its_unclaimed_requests_are_read_then_
         (item_ids[i], agents[i % 2], i) for i in range(5)]
 
 
-def test_given_a_process_that_did_not_read_the_blob_when_an_item_s_request_loads_then_it_is_read_from_redis(
-        store, monkeypatch):
-    agent = store.agents.create(CreateAgent(model="simulated/echo"))
-    requests = [LettaBatchRequest(agent_id=agent["id"], input=f"{LONG_INPUT} {i}") for i in range(5)]
+def test_given_blob_stored_requests_when_items_are_listed_and_made_then_no_blob_is_read_and_each_request_loads_by_range(
+        store):
+    agents = [store.agents.create(CreateAgent(model="simulated/echo"))["id"] for _ in range(2)]
+    requests = [LettaBatchRequest(agent_id=agents[i % 2], input=f"{LONG_INPUT} {i}") for i in range(5)]
     batch_id, item_ids = _batch(store, requests)
-    store.blobs.materialize(batch_id, item_ids, start=0)
-    monkeypatch.setattr(blobs, "_recent", blobs._RecentBlobs(max_bytes=0))  # another worker process
+    # Requests may be megabytes each: listing and making items reads only the blobs' place lists.
+    blob = keys.batch_requests(batch_id, 0)
+    store.client.rename(blob, blob + ":away")
+    assert [fields["agent_id"] for fields in store.blobs.unmaterialized(batch_id, item_ids).values()] == [
+        agents[i % 2] for i in range(5)]
+    assert store.blobs.materialize(batch_id, item_ids, start=0) == 5
+    store.client.rename(blob + ":away", blob)
 
     assert [LettaBatchRequest.model_validate_json(store.runs.load_request(item_id)) for item_id in item_ids] == requests
 
