@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.embedded_redis import DEFAULT_APPENDFSYNC
@@ -154,3 +154,15 @@ class Settings(BaseSettings):
                 raise ValueError("contains control characters")
             return value or None
         return value
+
+
+def invalid_settings_message(error: ValidationError) -> str:
+    """One line naming the invalid settings, never their values (they may be secrets)."""
+    names = ", ".join(_setting_name([str(part) for part in detail["loc"]]) for detail in error.errors())
+    return f"Invalid settings: {names}; check the environment and .env."
+
+
+def _setting_name(loc: list[str]) -> str:
+    """The variable a user sets: `REDIS_URL` and the provider keys keep their own names."""
+    first = loc[0] if loc[0].isupper() else "BATCHLINE_" + loc[0].upper()
+    return ".".join([first, *loc[1:]])

@@ -38,10 +38,15 @@ from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from app.logs import configure_process_logging
+from app.settings import Settings, invalid_settings_message
 
 #: Restarts (all processes together) within RESTART_WINDOW_S beyond which the supervisor gives up.
 DEFAULT_MAX_RESTARTS_PER_MINUTE = 5
+#: Exit status when the settings are invalid (nothing was started).
+INVALID_SETTINGS_EXIT_STATUS = 2
 RESTART_WINDOW_S = 60.0
 #: First delay before a restart; it doubles for each restart of the same process within the window.
 DEFAULT_BACKOFF_S = 1.0
@@ -224,9 +229,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     args, passed_on = parser.parse_known_args(own)
     if args.processes < 1:
         parser.error("--processes must be at least 1")
-    command = command or [sys.executable, "-m", "app.dramatiq_cli", "actors", "--processes", "1", *passed_on]
     # the shape of Dramatiq's own lines, which share the output
     configure_process_logging("[%(asctime)s] [PID %(process)d] [%(threadName)s] [%(name)s] [%(levelname)s] %(message)s")
+    if not command:
+        try:
+            Settings()  # each worker reads them at start: a bad one would only crash-loop there
+        except ValidationError as exc:
+            logger.error("%s The workers do not start.", invalid_settings_message(exc))
+            sys.exit(INVALID_SETTINGS_EXIT_STATUS)
+    command = command or [sys.executable, "-m", "app.dramatiq_cli", "actors", "--processes", "1", *passed_on]
     sys.exit(Supervisor(command=command, processes=args.processes, max_restarts_per_minute=args.max_restarts_per_minute,
                         backoff_s=args.backoff_s).run())
 

@@ -111,3 +111,18 @@ def test_given_a_main_process_killed_when_its_child_is_left_behind_then_the_orph
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=10)
+
+
+def test_given_an_invalid_setting_when_the_workers_start_then_one_line_names_it_without_its_value_and_none_starts(
+        tmp_path):
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("BATCHLINE_", "OPENAI_"))}
+    env.update({"OPENAI_API_KEY": "sk-secret\x01value", "BATCHLINE_CHUNK_SIZE": "lots",
+                "BATCHLINE_VAR_DIR": str(tmp_path)})
+    run = subprocess.run([str(BIN / "batchline-worker"), "--processes", "1"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    output = run.stdout + run.stderr
+    assert output.count("\n") == 1 and "Traceback" not in output
+    assert "Invalid settings: OPENAI_API_KEY, BATCHLINE_CHUNK_SIZE" in output
+    assert "secret" not in output and "lots" not in output
+    assert not (tmp_path / "redis.port").exists()  # nothing was started

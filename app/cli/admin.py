@@ -17,7 +17,7 @@ from rich.text import Text
 from app.callbacks import tenant_secret
 from app.cli.client import CliError
 from app.embedded_redis import EmbeddedRedis
-from app.settings import Settings
+from app.settings import Settings, invalid_settings_message
 from app.store import Store, connect
 from app.store.api_keys import InvalidKeyName
 from app.tenancy import DEFAULT_TENANT, InvalidTenant, check_tenant
@@ -30,8 +30,7 @@ def admin_store() -> Store:
     try:
         settings = Settings()
     except ValidationError as exc:
-        fields = ", ".join(".".join(str(part) for part in error["loc"]) for error in exc.errors())
-        raise CliError(f"Invalid settings ({fields}): check the environment and .env.") from None
+        raise CliError(invalid_settings_message(exc)) from None
     url = settings.redis_url
     if url is None:
         port = EmbeddedRedis(var_dir=settings.var_dir).running_port()
