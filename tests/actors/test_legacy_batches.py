@@ -3,14 +3,12 @@ request in a `request` field, no `blob_size` on the batch) still run, list and e
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from app.schemas.agents import CreateAgent
 from app.schemas.batches import LettaBatchRequest
 from app.store import Store, connect, keys
-from tests.actors.test_runtime import make_runtime  # noqa: F401  (a fixture)
+from tests.actors.test_runtime import make_runtime, run_chunk  # noqa: F401  (make_runtime: a fixture)
 
 
 @pytest.fixture
@@ -41,15 +39,7 @@ def test_given_a_batch_stored_before_blobs_when_a_worker_runs_it_then_every_requ
     assert [item["status"] for item in store.batches.items_page(
         batch_id, after=None, before=None, limit=10, order="asc")] == ["pending"] * 3
 
-    async def go() -> None:
-        await runtime.start()
-        try:
-            await runtime.run_chunk(batch_id, 0, 2)
-        finally:
-            runtime.shutting_down = True
-            await runtime.close()
-
-    asyncio.run(go())
+    run_chunk(runtime, batch_id, 0, 2)
 
     assert store.batches.get(batch_id)["request_counts"]["succeeded"] == 3
     listed = store.batches.items_page(batch_id, after=None, before=None, limit=10, order="asc")

@@ -40,11 +40,13 @@ def make_runtime(redis_url: str, tmp_path) -> Iterator[Any]:
     yield make
 
 
-def run_chunk(runtime: WorkerRuntime, batch_id: str) -> None:
+def run_chunk(runtime: WorkerRuntime, batch_id: str, start: int = 0, stop: int = 0) -> None:
+    """Start the runtime, run one chunk of the batch to its end, and close the runtime."""
+
     async def go() -> None:
         await runtime.start()
         try:
-            await runtime.run_chunk(batch_id, 0, 0)
+            await runtime.run_chunk(batch_id, start, stop)
         finally:
             runtime.shutting_down = True
             await runtime.close()
