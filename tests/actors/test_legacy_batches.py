@@ -3,17 +3,10 @@ request in a `request` field, no `blob_size` on the batch) still run, list and e
 
 from __future__ import annotations
 
-import pytest
-
 from app.schemas.agents import CreateAgent
 from app.schemas.batches import LettaBatchRequest
-from app.store import Store, connect, keys
+from app.store import Store, keys
 from tests.actors.test_runtime import make_runtime, run_chunk  # noqa: F401  (make_runtime: a fixture)
-
-
-@pytest.fixture
-def store(redis_url: str) -> Store:
-    return Store(client=connect(redis_url))
 
 
 def _legacy_batch(store: Store, requests: list[LettaBatchRequest]) -> tuple[str, list[str]]:
