@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from app.model_limits import LimitTable, ModelLimit
-from app.providers.base import ChatMessage, ModelRequest, ToolSpec
+from app.providers.base import ChatMessage, ModelRequest, Provider, ToolSpec
 from app.providers.http import StreamClient
 from app.providers.limits import ModelLimiter, estimate_tokens
 from app.providers.openai import OpenAIProvider
@@ -24,6 +24,13 @@ def store(redis_url: str) -> Store:
     return Store(client=connect(redis_url))
 
 
+def limited_openai(store: Store, limits: dict[str, ModelLimit], http: StreamClient, base_url: str) -> Provider:
+    """An OpenAI provider on the fake server, wrapped by a fleet limiter with `limits`."""
+    limiter = ModelLimiter(table=LimitTable(limits), store=store.model_limits, lease_s=30, pause_max_s=60)
+    return limiter.wrap(OpenAIProvider(client=http, base_url=base_url, api_key="sk-x"), provider_name="openai",
+                        base_url=base_url)
+
+
 def test_given_a_429_with_retry_after_when_retried_then_the_model_is_paused_in_redis_and_the_retry_waits_for_it(store):
     replies = iter([Reply(status=429, retry_after="1")])
     waits: list[float] = []
@@ -32,11 +39,8 @@ def test_given_a_429_with_retry_after_when_retried_then_the_model_is_paused_in_r
         waits.append(seconds)
 
     async def go() -> str:
-        limiter = ModelLimiter(table=LimitTable({"*": ModelLimit()}), store=store.model_limits, lease_s=30,
-                               pause_max_s=60)
         async with StreamClient(connect_timeout_s=10, read_timeout_s=10) as http:
-            provider = limiter.wrap(OpenAIProvider(client=http, base_url=server.base_url, api_key="sk-x"),
-                                    provider_name="openai", base_url=server.base_url)
+            provider = limited_openai(store, {"*": ModelLimit()}, http, server.base_url)
             response = await stream_with_retries(provider, HELLO, on_first_token=lambda: None,
                                                  policy=RetryPolicy(max_attempts=2), sleep=record)
             return response.text
@@ -52,11 +56,9 @@ def test_given_a_429_with_retry_after_when_retried_then_the_model_is_paused_in_r
 
 def test_given_a_token_limit_when_a_call_ends_then_its_estimate_is_replaced_by_the_usage_it_reported(store):
     async def go() -> None:
-        limiter = ModelLimiter(table=LimitTable({"openai/gpt-4o-mini": ModelLimit(tokens_per_minute=10_000)}),
-                               store=store.model_limits, lease_s=30, pause_max_s=60)
         async with StreamClient(connect_timeout_s=10, read_timeout_s=10) as http:
-            provider = limiter.wrap(OpenAIProvider(client=http, base_url=server.base_url, api_key="sk-x"),
-                                    provider_name="openai", base_url=server.base_url)
+            provider = limited_openai(store, {"openai/gpt-4o-mini": ModelLimit(tokens_per_minute=10_000)}, http,
+                                      server.base_url)
             await provider.stream(ModelRequest(model="gpt-4o-mini", system="", max_tokens=500,
                                                messages=HELLO.messages), on_first_token=lambda: None)
 
@@ -74,11 +76,8 @@ def test_given_a_request_when_estimated_then_prompt_bytes_over_4_plus_max_output
 
 def test_given_a_model_without_a_limit_when_called_then_redis_is_not_asked(store):
     async def go() -> None:
-        limiter = ModelLimiter(table=LimitTable({"anthropic/*": ModelLimit(max_streams=1)}),
-                               store=store.model_limits, lease_s=30, pause_max_s=60)
         async with StreamClient(connect_timeout_s=10, read_timeout_s=10) as http:
-            provider = limiter.wrap(OpenAIProvider(client=http, base_url=server.base_url, api_key="sk-x"),
-                                    provider_name="openai", base_url=server.base_url)
+            provider = limited_openai(store, {"anthropic/*": ModelLimit(max_streams=1)}, http, server.base_url)
             await provider.stream(HELLO, on_first_token=lambda: None)
 
     with FakeOpenAIServer() as server:
