@@ -16,6 +16,7 @@ from flask_openapi3 import OpenAPI
 from app import create_app
 from app.embedded_redis import free_port, redis_server_binary
 from app.settings import Settings
+from app.store import Store, connect
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +49,12 @@ def redis_url(redis_server: str) -> str:
     """The shared server, emptied for this test."""
     redis.Redis.from_url(redis_server).flushall()
     return redis_server
+
+
+@pytest.fixture
+def store(redis_url: str) -> Store:
+    """The stores over a client of the test's emptied Redis."""
+    return Store(client=connect(redis_url))
 
 
 @pytest.fixture

@@ -14,11 +14,6 @@ from app.store import Store, connect
 from app.tenancy import DEFAULT_TENANT
 
 
-@pytest.fixture
-def store(redis_url: str) -> Store:
-    return Store(client=connect(redis_url))
-
-
 def test_given_no_key_when_the_first_start_runs_then_one_key_is_made_saved_0600_and_printed_once(
         store, tmp_path, capsys):
     ensure_first_key(store, var_dir=tmp_path / "var")

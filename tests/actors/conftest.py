@@ -7,13 +7,8 @@ import pytest
 from dramatiq.brokers.redis import RedisBroker
 
 from app.message_ledger import MessageLedger
-from app.store import Store, connect
+from app.store import Store
 from app.tasks import TaskQueue
-
-
-@pytest.fixture
-def store(redis_url: str) -> Store:
-    return Store(client=connect(redis_url))
 
 
 @pytest.fixture

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
-
 from app.engine.commit import commit_run
 from app.engine.tools import BUILTIN_TOOLS, ToolContext
 from app.schemas.agents import CreateAgent
-from app.store import Store, connect
+from app.store import Store
 from app.store.runs import RunRecord
-
-
-@pytest.fixture
-def store(redis_url: str) -> Store:
-    return Store(client=connect(redis_url))
 
 
 def _appending(agent: dict, text: str) -> RunRecord:

@@ -5,18 +5,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from app.engine.history import HistoryCache
 from app.engine.messages import new_message
 from app.schemas.agents import CreateAgent
-from app.store import Store, connect
+from app.store import Store
 from app.store.runs import RunRecord
-
-
-@pytest.fixture
-def store(redis_url: str) -> Store:
-    return Store(client=connect(redis_url))
 
 
 def _commit(store: Store, agent_id: str, *texts: str) -> list[str]:

@@ -5,23 +5,16 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from app.model_limits import LimitTable, ModelLimit
 from app.providers.base import ChatMessage, ModelRequest, Provider, ToolSpec
 from app.providers.http import StreamClient
 from app.providers.limits import ModelLimiter, estimate_tokens
 from app.providers.openai import OpenAIProvider
 from app.providers.retry import RetryPolicy, stream_with_retries
-from app.store import Store, connect, keys
+from app.store import Store, keys
 from tests.fakes.model_servers import FakeOpenAIServer, Reply
 
 HELLO = ModelRequest(model="gpt-4o-mini", system="", messages=(ChatMessage(role="user", text="Hi"),))
-
-
-@pytest.fixture
-def store(redis_url: str) -> Store:
-    return Store(client=connect(redis_url))
 
 
 def limited_openai(store: Store, limits: dict[str, ModelLimit], http: StreamClient, base_url: str) -> Provider:

@@ -8,15 +8,9 @@ import hashlib
 import pytest
 import redis
 
-from app.store import Store, connect
 from app.store.api_keys import KEY_PREFIX, ApiKeyStore, InvalidKeyName
 from app.tenancy import InvalidTenant
 from tests.support.redis_dump import everything_in
-
-
-@pytest.fixture
-def store(redis_url: str) -> Store:
-    return Store(client=connect(redis_url))
 
 
 def test_given_a_new_key_when_redis_is_scanned_then_only_its_sha256_is_there_never_the_key(store):
@@ -73,7 +67,6 @@ def test_given_a_key_used_twice_within_a_minute_when_listed_then_last_used_is_th
     # another process (its own store) records its own use at once
     ApiKeyStore(client=store.client).authenticate(secret)
     assert store.api_keys.list()[0].last_used_at > first
-
 
 
 def test_given_redis_refusing_writes_when_a_key_is_used_then_it_still_authenticates(store):

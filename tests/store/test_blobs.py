@@ -3,19 +3,12 @@ item, then a small one; ids, order, agents and request bodies exactly as submitt
 
 from __future__ import annotations
 
-import pytest
-
 from app.schemas.agents import CreateAgent
 from app.schemas.batches import LettaBatchRequest
-from app.store import Store, connect, keys
+from app.store import Store, keys
 
 #: Long enough that a hash holding it as a field would leave Redis's compact encoding (64 bytes).
 LONG_INPUT = "Résumé ✓ — " + "x" * 150
-
-
-@pytest.fixture
-def store(redis_url: str) -> Store:
-    return Store(client=connect(redis_url))
 
 
 def _batch(store: Store, requests: list[LettaBatchRequest], blob_size: int = 3) -> tuple[str, list[str]]:

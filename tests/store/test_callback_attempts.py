@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
-from app.store import Store, connect
+from app.store import Store
 from app.store.callbacks import MAX_ATTEMPTS_KEPT
 
 BATCH_ID = "job-1"
-
-
-@pytest.fixture
-def store(redis_url: str) -> Store:
-    return Store(client=connect(redis_url))
 
 
 def _record(store: Store, n: int, *, keep: int = 8, status_code: int | None = 500, error: str | None = "HTTP 500",

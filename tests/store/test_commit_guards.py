@@ -13,13 +13,8 @@ from app.engine.messages import approval_request_message, approval_response_mess
 from app.providers.base import ToolCall
 from app.schemas.agents import CreateAgent
 from app.schemas.batches import LettaBatchRequest
-from app.store import Store, connect, keys
+from app.store import Store, keys
 from app.store.runs import ALREADY_ANSWERED, RunRecord
-
-
-@pytest.fixture
-def store(redis_url: str) -> Store:
-    return Store(client=connect(redis_url))
 
 
 def _agent(store: Store) -> str:

@@ -5,18 +5,11 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from app.model_limits import ModelLimit
-from app.store import Store, connect, keys
+from app.store import Store, keys
 from app.store.model_limits import waiting_for
 
 BUCKET = "openai/gpt-4o-mini"
-
-
-@pytest.fixture
-def store(redis_url: str) -> Store:
-    return Store(client=connect(redis_url))
 
 
 def _acquire(store: Store, call_id: str, limit: ModelLimit, *, tokens: int = 0, lease_s: float = 30.0,

@@ -7,13 +7,7 @@ import pytest
 from app.engine.messages import new_message
 from app.schemas.agents import CreateAgent
 from app.schemas.batches import LettaBatchRequest
-from app.store import Store, connect
 from app.store.runs import RunRecord
-
-
-@pytest.fixture
-def store(redis_url: str) -> Store:
-    return Store(client=connect(redis_url))
 
 
 def _record(agent_id: str, item_id: str, *, ttft_ns: int, duration_ns: int) -> RunRecord:

@@ -13,11 +13,6 @@ from app.schemas.batches import LettaBatchRequest
 from app.store import Store, connect, keys
 
 
-@pytest.fixture
-def store(redis_url: str) -> Store:
-    return Store(client=connect(redis_url))
-
-
 def _batch(store: Store, count: int) -> str:
     agent = store.agents.create(CreateAgent(model="simulated/echo"))
     requests = [LettaBatchRequest(agent_id=agent["id"], input=f"q{i}") for i in range(count)]

@@ -9,13 +9,8 @@ import pytest
 from app.engine.messages import new_message
 from app.schemas.agents import CreateAgent
 from app.schemas.batches import LettaBatchRequest
-from app.store import Store, connect, keys
+from app.store import Store, keys
 from app.store.runs import RunRecord
-
-
-@pytest.fixture
-def store(redis_url: str) -> Store:
-    return Store(client=connect(redis_url))
 
 
 @pytest.fixture

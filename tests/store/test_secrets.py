@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import base64
 
-import pytest
 from pydantic import SecretStr
 
 from app.callbacks import new_secret, tenant_secret
 from app.store import Store, connect, keys
 
 CONFIGURED = SecretStr("whsec_" + base64.b64encode(b"operator-chosen-secret").decode())
-
-
-@pytest.fixture
-def store(redis_url: str) -> Store:
-    return Store(client=connect(redis_url))
 
 
 def test_given_two_tenants_when_their_secrets_are_read_then_each_has_its_own_and_it_stays_the_same(store, redis_url):
