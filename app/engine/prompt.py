@@ -34,7 +34,8 @@ def text_of(message: dict[str, Any]) -> str:
 MISSING_RESULT = "Error: no result was recorded for this tool call."
 
 
-#: Bytes of turn text (and image data) a TurnCache holds, by default.
+#: Bytes of turn text (and image data) a TurnCache holds, by default, each turn counted twice:
+#: itself and the request-body JSON a provider keeps on it (`ChatMessage.wire`).
 DEFAULT_TURN_CACHE_MAX_BYTES = 16 * 1024 * 1024
 #: A turn larger than this is converted every time rather than cached: converting it costs
 #: little next to sending it, and it would crowd out many small turns.
@@ -59,7 +60,8 @@ class TurnCache:
         if cached is not None:  # eviction is oldest first: an agent's history in use comes back
             return cached[0]
         turn = _turn(message)
-        size = len(turn.text) + sum(len(image.data) + len(image.url) for image in turn.images) + 100
+        # Twice: the provider's encoding of the turn (ChatMessage.wire) is about as long again.
+        size = 2 * (len(turn.text) + sum(len(image.data) + len(image.url) for image in turn.images)) + 100
         if message_id and message_id != OMITTED_NOTICE_ID and size <= TURN_CACHE_MAX_TURN_BYTES:
             self._turns[message_id] = (turn, size)
             self._bytes += size

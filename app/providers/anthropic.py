@@ -17,10 +17,13 @@ from app.providers.base import (
     ModelResponse,
     OnFirstToken,
     ToolCall,
+    ToolSpec,
     text_and_images,
 )
+from app.providers.events import Event
 from app.providers.http import StreamClient
 from app.providers.sse import decode_json, key_for, open_sse, stream_error
+from app.providers.wire import encode, join_body, kept
 
 LABEL = "Anthropic"
 API_VERSION = "2023-06-01"
@@ -42,14 +45,11 @@ class AnthropicProvider:
         headers = {"anthropic-version": API_VERSION, "Accept": "text/event-stream"}
         if key:
             headers["x-api-key"] = key
-        async with open_sse(self._client, url, label=LABEL, body=build_body(request),
-                            headers=headers, secrets=(key,), auth_hint=auth_hint) as events:
+        async with open_sse(self._client, url, label=LABEL, body=encode_body(request),
+                            headers=headers, secrets=(key,), auth_hint=auth_hint) as stream:
             acc = _Accumulator(on_first_token)
-            async for event in events:
-                if not event.data.strip():
-                    continue
-                acc.feed(event.event, decode_json(event.data, LABEL, "event"))
-                if acc.done:
+            async for events in stream:
+                if acc.feed_events(events):
                     break
         return acc.result()
 
@@ -74,19 +74,31 @@ def _tool_loop_began_with_thinking(messages: tuple[ChatMessage, ...]) -> bool:
 
 
 def build_body(request: ModelRequest) -> dict[str, Any]:
+    """The request body; what is sent is `encode_body`'s encoding of it."""
+    tools = {"tools": [_tool(t) for t in request.tools]} if request.tools else {}
+    return {"messages": build_messages(request.messages), **tools, **_options(request)}
+
+
+def encode_body(request: ModelRequest) -> bytes:
+    """`build_body` as JSON, each turn's blocks encoded once per process (app/providers/wire.py)."""
+    turns = [b'{"role":"%s","content":[%s]}' % (role, b",".join(blocks))
+             for role, blocks in _turns(request.messages, _encoded_blocks)]
+    tools = [kept(t.wire, LABEL, t, lambda t: encode(_tool(t))) for t in request.tools]
+    return join_body(turns, tools, _options(request))
+
+
+def _tool(t: ToolSpec) -> dict[str, Any]:
+    return {"name": t.name, "input_schema": t.parameters} | ({"description": t.description} if t.description else {})
+
+
+def _options(request: ModelRequest) -> dict[str, Any]:
+    """Everything of the body but the messages and tools."""
     max_tokens = request.max_tokens if request.max_tokens is not None else DEFAULT_MAX_TOKENS
-    body: dict[str, Any] = {"model": request.model, "messages": build_messages(request.messages),
-                            "stream": True}
+    body: dict[str, Any] = {"model": request.model, "stream": True}
     if request.system:
         body["system"] = request.system
-    if request.tools:
-        body["tools"] = [
-            {"name": t.name, "input_schema": t.parameters} | ({"description": t.description}
-                                                              if t.description else {})
-            for t in request.tools
-        ]
-        if request.tool_choice is not None:
-            body["tool_choice"] = {"type": "any" if request.tool_choice == "required" else "auto"}
+    if request.tools and request.tool_choice is not None:
+        body["tool_choice"] = {"type": "any" if request.tool_choice == "required" else "auto"}
     # Anthropic refuses thinking together with a forced tool choice; forcing the tool is what
     # keeps a tool-driven agent loop going, so it wins and thinking is left off.
     thinking = request.enable_thinking and not (request.tools and request.tool_choice == "required") \
@@ -108,21 +120,33 @@ def build_body(request: ModelRequest) -> dict[str, Any]:
 def build_messages(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
     """Anthropic turns: tool results ride in user turns, and same-role neighbours are merged
     because the API requires user and assistant to alternate."""
-    turns: list[dict[str, Any]] = []
+    return [{"role": role.decode(), "content": blocks}
+            for role, blocks in _turns(messages, lambda m: [(b["type"] == "tool_result", b) for b in _blocks(m)])]
+
+
+def _encoded_blocks(m: ChatMessage) -> list[tuple[bool, bytes]]:
+    return kept(m.wire, LABEL, m, lambda m: [(b["type"] == "tool_result", encode(b)) for b in _blocks(m)])
+
+
+def _turns(messages: tuple[ChatMessage, ...], blocks_of: Any) -> list[tuple[bytes, list[Any]]]:
+    """(role, blocks) of each turn, from each message's (is a tool result, block) pairs."""
+    turns: list[tuple[bytes, list[tuple[bool, Any]]]] = []
     for m in messages:
-        role = "assistant" if m.role == "assistant" else "user"
-        blocks = _blocks(m)
+        role = b"assistant" if m.role == "assistant" else b"user"
+        blocks = blocks_of(m)
         if not blocks:
             continue  # Anthropic rejects empty content
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
+        if turns and turns[-1][0] == role:
+            turns[-1][1].extend(blocks)
         else:
-            turns.append({"role": role, "content": blocks})
-    for turn in turns:
-        if turn["role"] == "user":
+            turns.append((role, list(blocks)))
+    out = []
+    for role, pairs in turns:
+        if role == b"user" and len(pairs) > 1:
             # tool_result blocks must come first in their user turn.
-            turn["content"].sort(key=lambda b: b["type"] != "tool_result")
-    return turns
+            pairs.sort(key=lambda pair: not pair[0])
+        out.append((role, [block for _, block in pairs]))
+    return out
 
 
 def _blocks(m: ChatMessage) -> list[dict[str, Any]]:
@@ -183,6 +207,16 @@ class _Accumulator:
         self._stop_reason: str | None = None
         self._input_tokens: int | None = None
         self._output_tokens: int | None = None
+
+    def feed_events(self, events: list[Event]) -> bool:
+        """Take one network read's events; True at message_stop (what follows it is not read)."""
+        for name, data in events:
+            if not data or data.isspace():
+                continue
+            self.feed(name, decode_json(data, LABEL, "event"))
+            if self.done:
+                return True
+        return False
 
     def feed(self, event_name: str, data: dict[str, Any]) -> None:
         # The data's own "type" is authoritative; the SSE event line is only a fallback.

@@ -19,6 +19,8 @@ class ToolSpec:
     description: str = ""
     #: JSON Schema of the arguments object.
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+    #: The providers' encoded forms of this tool, by provider, made on first use (see ChatMessage.wire).
+    wire: dict[str, bytes] = field(default_factory=dict, init=False, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,10 @@ class ChatMessage:
     #: Anthropic thinking blocks must be sent back with their signature; others ignore it.
     reasoning: str = ""
     reasoning_signature: str | None = None
+    #: The providers' encoded (JSON) forms of this turn, by provider, made on first use: a turn of
+    #: an agent's history is kept per process (TurnCache) and resent by every run of the agent,
+    #: so each provider encodes it once. Not a field of the turn's value: `replace` starts afresh.
+    wire: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
 
 def text_and_images(message: ChatMessage) -> Iterator[str | ImageInput]:

@@ -14,14 +14,15 @@ closed.
 
 from __future__ import annotations
 
-import codecs
-import re
-from collections.abc import AsyncIterator
+import contextlib
 from typing import Any
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+#: Origins whose proxy decision a client keeps; endpoints are user input, so the memo is bounded.
+PROXY_MEMO_MAX = 1024
 
 
 class StreamClient:
@@ -31,19 +32,45 @@ class StreamClient:
     def __init__(self, *, connect_timeout_s: float, read_timeout_s: float) -> None:
         self.timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s, sock_read=read_timeout_s)
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[tuple[str, str | None], tuple[URL | None, aiohttp.BasicAuth | None]] = {}
 
-    def post(self, url: str, *, json: dict[str, Any], headers: dict[str, str]) -> Any:
-        """An `async with` response. Redirects are not followed: a redirected POST would carry the
-        API key to wherever it points."""
-        return self._open().post(url, json=json, headers=headers, allow_redirects=False)
+    def post(self, url: str, *, body: bytes, headers: dict[str, str]) -> Any:
+        """An `async with` response to a POST of `body` (JSON). Redirects are not followed: a
+        redirected POST would carry the API key to wherever it points."""
+        try:
+            target = URL(url)
+        except (TypeError, ValueError) as exc:
+            raise aiohttp.InvalidURL(url) from exc
+        proxy, proxy_auth = self._proxy_for(target)
+        return self._open().post(target, data=body, headers={**headers, "Content-Type": "application/json"},
+                                 allow_redirects=False, proxy=proxy, proxy_auth=proxy_auth)
+
+    def _proxy_for(self, target: URL) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+        """The proxy the environment names for `target` (HTTP_PROXY, HTTPS_PROXY, NO_PROXY, as
+        httpx and aiohttp's trust_env read them), decided once per origin: aiohttp's trust_env
+        asks again on every request, in two thread-pool hops (the proxy and a ~/.netrc lookup),
+        which cost more CPU than the rest of the request's setup. The environment does not change
+        under a running process. No .netrc credentials are sent: the provider's key is the only
+        credential a model call carries."""
+        key = (target.scheme, target.host)
+        found = self._proxies.get(key)
+        if found is None:
+            found = (None, None)
+            if target.scheme in ("http", "https"):
+                with contextlib.suppress(LookupError):
+                    found = get_env_proxy_for_url(target)
+            if len(self._proxies) >= PROXY_MEMO_MAX:
+                self._proxies.clear()
+            self._proxies[key] = found
+        return found
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             # No cap on open connections: the worker limits concurrent streams itself
             # (worker_max_streams), and a pool cap here would only queue streams behind each other.
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
-            # trust_env: proxy variables apply, as they did with httpx.
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout, trust_env=True)
+            # trust_env off: the proxy variables are read by _proxy_for instead.
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout, trust_env=False)
         return self._session
 
     async def aclose(self) -> None:
@@ -56,24 +83,3 @@ class StreamClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-async def iter_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
-    """Lines of a UTF-8 body without their terminators (LF, CRLF or a lone CR, as SSE allows),
-    whatever their length: aiohttp's own line reader refuses lines beyond 128 KiB, and one SSE
-    `data:` line can carry a whole tool call's arguments."""
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    pending = ""
-    async for chunk in chunks:
-        pending += decoder.decode(chunk)
-        # A CR at the end may be the first half of a CRLF split between two chunks.
-        cut = len(pending) - 1 if pending.endswith("\r") else len(pending)
-        lines = _LINE_BREAK.split(pending[:cut])
-        pending = lines.pop() + pending[cut:]
-        for line in lines:
-            yield line
-    pending += decoder.decode(b"", final=True)
-    if pending:
-        lines = _LINE_BREAK.split(pending)
-        for line in lines if lines[-1] else lines[:-1]:
-            yield line

@@ -17,10 +17,13 @@ from app.providers.base import (
     ModelResponse,
     OnFirstToken,
     ToolCall,
+    ToolSpec,
     text_and_images,
 )
+from app.providers.events import Event
 from app.providers.http import StreamClient
 from app.providers.sse import decode_json, key_for, open_sse, stream_error
+from app.providers.wire import encode, join_body, kept
 
 LABEL = "OpenAI"
 
@@ -38,14 +41,12 @@ class OpenAIProvider:
         headers = {"Accept": "text/event-stream"}
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        async with open_sse(self._client, url, label=LABEL, body=build_body(request, url),
-                            headers=headers, secrets=(key,), auth_hint=auth_hint) as events:
+        async with open_sse(self._client, url, label=LABEL, body=encode_body(request, url),
+                            headers=headers, secrets=(key,), auth_hint=auth_hint) as stream:
             acc = _Accumulator(on_first_token)
-            async for event in events:
-                if event.data.strip() == "[DONE]":
-                    acc.done = True
+            async for events in stream:
+                if acc.feed_events(events):
                     break
-                acc.feed(decode_json(event.data, LABEL, "chunk"))
         return acc.result()
 
 
@@ -55,21 +56,30 @@ def chat_completions_url(base: str) -> str:
 
 
 def build_body(request: ModelRequest, url: str = "") -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "model": request.model,
-        "messages": _messages(request),
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-    if request.tools:
-        body["tools"] = [
-            {"type": "function",
-             "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
-            for t in request.tools
-        ]
-        # OpenAI refuses tool_choice without tools, so it only goes along with them.
-        if request.tool_choice is not None:
-            body["tool_choice"] = request.tool_choice
+    """The request body; what is sent is `encode_body`'s encoding of it."""
+    tools = {"tools": [_tool(t) for t in request.tools]} if request.tools else {}
+    return {"messages": _messages(request), **tools, **_options(request, url)}
+
+
+def encode_body(request: ModelRequest, url: str = "") -> bytes:
+    """`build_body` as JSON, each turn encoded once per process (app/providers/wire.py)."""
+    turns = [kept(m.wire, LABEL, m, lambda m: encode(_message(m))) for m in request.messages]
+    if request.system:
+        turns.insert(0, encode({"role": "system", "content": request.system}))
+    tools = [kept(t.wire, LABEL, t, lambda t: encode(_tool(t))) for t in request.tools]
+    return join_body(turns, tools, _options(request, url))
+
+
+def _tool(t: ToolSpec) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+
+
+def _options(request: ModelRequest, url: str) -> dict[str, Any]:
+    """Everything of the body but the messages and tools."""
+    body: dict[str, Any] = {"model": request.model, "stream": True, "stream_options": {"include_usage": True}}
+    # OpenAI refuses tool_choice without tools, so it only goes along with them.
+    if request.tools and request.tool_choice is not None:
+        body["tool_choice"] = request.tool_choice
     if request.temperature is not None:
         body["temperature"] = request.temperature
     if request.max_tokens is not None:
@@ -133,6 +143,15 @@ class _Accumulator:
         self._finish: str | None = None
         self._prompt_tokens: int | None = None
         self._completion_tokens: int | None = None
+
+    def feed_events(self, events: list[Event]) -> bool:
+        """Take one network read's events; True at [DONE] (what follows it is not read)."""
+        for _, data in events:
+            if data == b"[DONE]" or data.strip() == b"[DONE]":
+                self.done = True
+                return True
+            self.feed(decode_json(data, LABEL, "chunk"))
+        return False
 
     def feed(self, chunk: dict[str, Any]) -> None:
         if chunk.get("error"):

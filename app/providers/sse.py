@@ -1,16 +1,16 @@
-"""Server-Sent Events over a streaming response, and the HTTP plumbing both real providers
-share: opening the stream, turning HTTP and network failures into ProviderError.
+"""The HTTP plumbing both real providers share: opening a Server-Sent Events stream (parsed by
+app/providers/events.py), turning HTTP and network failures into ProviderError.
 """
 
 from __future__ import annotations
 
 import email.utils
+import functools
 import json
 import re
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -18,7 +18,8 @@ import httpx
 from pydantic import SecretStr
 
 from app.providers.base import InvalidResponseError, ProviderError
-from app.providers.http import StreamClient, iter_lines
+from app.providers.events import Event, EventStream
+from app.providers.http import StreamClient
 
 #: 408 and 409 are worth retrying too: both APIs use them for transient conflicts and timeouts.
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
@@ -26,45 +27,6 @@ RETRYABLE_STATUSES = frozenset({408, 409, 429})
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 #: Error bodies can be whole HTML pages from a proxy; an item's error needs only the gist.
 MAX_ERROR_TEXT = 1000
-
-
-@dataclass(frozen=True)
-class SSEEvent:
-    event: str
-    data: str
-    id: str | None = None
-
-
-async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[SSEEvent]:
-    """Parse SSE lines (already split, without line terminators) into events.
-
-    A pending event is still dispatched when the stream ends without the final blank line:
-    some OpenAI-compatible servers omit it after `data: [DONE]`, and the spec's "discard it"
-    would turn their last event into a bogus truncated-stream error.
-    """
-    event_type = ""
-    data: list[str] = []
-    event_id: str | None = None
-    async for raw in lines:
-        line = raw.rstrip("\r\n")
-        if not line:
-            if data:
-                yield SSEEvent(event=event_type or "message", data="\n".join(data), id=event_id)
-            event_type, data = "", []
-            continue
-        if line.startswith(":"):
-            continue  # a comment: servers send these as keep-alives
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "data":
-            data.append(value)
-        elif name == "event":
-            event_type = value
-        elif name == "id":
-            event_id = value
-        # "retry" and unknown fields are ignored, as the spec says
-    if data:
-        yield SSEEvent(event=event_type or "message", data="\n".join(data), id=event_id)
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
@@ -119,6 +81,7 @@ def plain_secret(key: str | SecretStr | None) -> str | None:
     return key.get_secret_value() if isinstance(key, SecretStr) else key
 
 
+@functools.lru_cache(maxsize=1024)  # asked on every call with the same few URLs; parsing two costs ~10 us
 def same_origin(a: str, b: str) -> bool:
     try:
         ua, ub = httpx.URL(a), httpx.URL(b)
@@ -170,12 +133,12 @@ async def open_sse(
     url: str,
     *,
     label: str,
-    body: dict[str, Any],
+    body: bytes,
     headers: dict[str, str],
     secrets: Iterable[str | None] = (),
     auth_hint: str | None = None,
-) -> AsyncIterator[AsyncIterator[SSEEvent]]:
-    """POST `body` and yield the response's SSE events.
+) -> AsyncIterator[AsyncIterator[list[Event]]]:
+    """POST `body` (JSON) and yield the response's SSE events, a list of them per network read.
 
     Leaving the `async with` (also when the awaiting task is cancelled mid-stream) closes the
     connection of an unfinished stream. Network failures while connecting or reading (also those
@@ -189,11 +152,11 @@ async def open_sse(
         raise ProviderError(f"{label} request was not sent: a header value (the API key?) contains a line break "
                             "or another control character")
     try:
-        async with client.post(url, json=body, headers=headers) as response:
+        async with client.post(url, body=body, headers=headers) as response:
             if response.status >= 300:
                 raw = await response.read()
                 raise _status_error(label, response, raw, secrets, auth_hint)
-            yield iter_sse(iter_lines(response.content.iter_any()))
+            yield EventStream(response.content)
     except (ProviderError, InvalidResponseError) as exc:
         # Raised while reading the stream too (an error event, a chunk that is no JSON), quoting
         # what the provider sent, which may echo the key: it goes to logs and the item's error.
@@ -230,12 +193,19 @@ def _status_error(label: str, response: aiohttp.ClientResponse, raw: bytes, secr
     )
 
 
-def decode_json(data: str, label: str, what: str) -> dict[str, Any]:
+def decode_json(data: bytes, label: str, what: str) -> dict[str, Any]:
     """One SSE `data:` payload as a JSON object, or InvalidResponseError naming the provider."""
     try:
         payload = json.loads(data)
+    except UnicodeDecodeError:
+        # Bytes that are not UTF-8 become U+FFFD, as a text decoder would have made them.
+        return decode_json(data.decode("utf-8", "replace").encode(), label, what)
     except ValueError as exc:
-        raise InvalidResponseError(f"{label} stream carried data that is not JSON: {data[:200]!r}") from exc
+        raise InvalidResponseError(f"{label} stream carried data that is not JSON: {_shown(data)!r}") from exc
     if not isinstance(payload, dict):
-        raise InvalidResponseError(f"{label} stream carried a non-object {what}: {data[:200]!r}")
+        raise InvalidResponseError(f"{label} stream carried a non-object {what}: {_shown(data)!r}")
     return payload
+
+
+def _shown(data: bytes) -> str:
+    return data[:200].decode("utf-8", "replace")

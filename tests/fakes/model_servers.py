@@ -40,6 +40,9 @@ class Reply:
     token_delay_s: float | None = None
     #: Send exactly these `data:` payloads (after the first-token delay) and nothing else.
     raw_sse: list[str] | None = None
+    #: Send exactly these bytes as the body (after the first-token delay), each piece in its own
+    #: write a moment after the last, so that the client reads them apart: SSE lines split anywhere.
+    raw_body: list[bytes] | None = None
     #: Send an error event with this message after the first text token, then end the stream.
     stream_error: str | None = None
     #: Close the connection abruptly after this many text tokens.
@@ -85,10 +88,10 @@ class _Stream:
         if not self._eof.cancelled():
             self._eof.exception()  # a reset surfaces here; retrieving it keeps asyncio quiet
 
-    async def send(self, text: str) -> None:
+    async def send(self, text: str | bytes) -> None:
         if self._eof.done():
             raise _ClientGone
-        data = text.encode()
+        data = text.encode() if isinstance(text, str) else text
         try:
             self._writer.write(b"%x\r\n%s\r\n" % (len(data), data))
             await self._writer.drain()
@@ -345,6 +348,13 @@ async def _send_raw(stream: _Stream, payloads: list[str]) -> None:
         await stream.send(f"data: {payload}\n\n")
 
 
+async def _send_pieces(stream: _Stream, pieces: list[bytes]) -> None:
+    await stream.next_token()
+    for piece in pieces:
+        await stream.send(piece)
+        await asyncio.sleep(0.01)
+
+
 async def _send_text(stream: _Stream, reply: Reply, send_word: Callable[[str], Awaitable[None]],
                      send_error: Callable[[], Awaitable[None]]) -> None:
     """Stream the text word by word, honouring drop_after_tokens and stream_error."""
@@ -379,6 +389,8 @@ class FakeOpenAIServer(FakeModelServer):
                           "param": None, "code": None}}
 
     async def write_stream(self, stream: _Stream, reply: Reply, body: dict, n: int) -> None:
+        if reply.raw_body is not None:
+            return await _send_pieces(stream, reply.raw_body)
         if reply.raw_sse is not None:
             return await _send_raw(stream, reply.raw_sse)
         base = {"id": f"chatcmpl-fake-{n}", "object": "chat.completion.chunk", "created": int(time.time()),
@@ -421,6 +433,8 @@ class FakeAnthropicServer(FakeModelServer):
                                            "message": reply.error_message}}
 
     async def write_stream(self, stream: _Stream, reply: Reply, body: dict, n: int) -> None:
+        if reply.raw_body is not None:
+            return await _send_pieces(stream, reply.raw_body)
         if reply.raw_sse is not None:
             return await _send_raw(stream, reply.raw_sse)
 

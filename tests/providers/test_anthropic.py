@@ -289,3 +289,33 @@ def test_given_an_image_only_turn_then_its_content_is_the_image_block_alone() ->
     turns = build_messages((ChatMessage(role="user", images=(image,)),))
     assert turns == [{"role": "user", "content": [
         {"type": "image", "source": {"type": "url", "url": "https://example.com/chart.png"}}]}]
+
+
+def test_given_cr_line_ends_and_events_split_across_reads_when_streaming_then_the_reply_is_assembled() -> None:
+    events = [("message_start", {"message": {"usage": {"input_tokens": 5, "output_tokens": 1}}}), ("ping", {}),
+              ("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+              ("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": "Caf\u00e9"}}),
+              ("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": " \u2603"}}),
+              ("content_block_stop", {"index": 0}),
+              ("message_delta", {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 2}}),
+              ("message_stop", {})]
+    raw = b":comment\r\r" + b"".join(
+        f"event: {name}\rdata: {json.dumps({'type': name, **data}, ensure_ascii=False)}\r\r".encode()
+        for name, data in events)
+    pieces = [raw[start:start + 13] for start in range(0, len(raw), 13)]
+    with FakeAnthropicServer(reply=Reply(raw_body=pieces)) as server:
+        response = stream(server)
+    assert (response.text, response.finish_reason) == ("Caf\u00e9 \u2603", "end_turn")
+    assert (response.prompt_tokens, response.completion_tokens) == (5, 2)
+
+
+def test_given_an_error_event_split_across_reads_when_streaming_then_a_retryable_provider_error_is_raised() -> None:
+    raw = (b'event: message_start\r\ndata: {"type": "message_start", "message": {}}\r\n\r\n'
+           b'event: error\r\ndata: {"type": "error", "error": {"type": "overloaded_error", '
+           b'"message": "Overloaded"}}\r\n\r\n')
+    with (
+        FakeAnthropicServer(reply=Reply(raw_body=[raw[start:start + 7] for start in range(0, len(raw), 7)])) as server,
+        pytest.raises(ProviderError, match="Overloaded") as caught,
+    ):
+        stream(server)
+    assert caught.value.retryable

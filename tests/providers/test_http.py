@@ -1,13 +1,15 @@
-"""The streaming client's line splitting, over a real local server (the OpenAI fake)."""
+"""The streaming client over a real local server (the OpenAI fake): long lines, proxies from the
+environment."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
-from app.providers.base import ChatMessage, ModelRequest
-from app.providers.http import StreamClient, iter_lines
+import pytest
+
+from app.providers.base import ChatMessage, ModelRequest, ProviderError
+from app.providers.http import StreamClient
 from app.providers.openai import OpenAIProvider
 from tests.fakes.model_servers import FakeOpenAIServer, Reply
 
@@ -33,17 +35,38 @@ def test_given_a_data_line_of_a_megabyte_when_streaming_then_it_arrives_whole() 
         assert asyncio.run(go(server.base_url)) == arguments
 
 
-def test_given_lf_crlf_and_cr_line_ends_split_anywhere_when_read_then_each_line_comes_once_without_its_end() -> None:
-    body = "data: a\r\n\r\ndata: b\n\ndata: c\r\rdata: é\r\n"
-    raw = body.encode()
+#: A host that does not resolve: a call to it succeeds only through a proxy.
+FAR_AWAY = "http://model.invalid:9/v1"
 
-    async def lines(size: int) -> list[str]:
-        async def chunks() -> AsyncIterator[bytes]:
-            for start in range(0, len(raw), size):
-                yield raw[start:start + size]
 
-        return [line async for line in iter_lines(chunks())]
+class _Proxy(FakeOpenAIServer):
+    """An HTTP proxy in front of FAR_AWAY: it is asked for the absolute URL, and answers itself."""
 
-    expected = ["data: a", "", "data: b", "", "data: c", "", "data: é"]
-    for size in range(1, len(raw) + 1):
-        assert asyncio.run(lines(size)) == expected, size
+    path = f"{FAR_AWAY}/chat/completions"
+
+
+async def _two_calls(base_url: str) -> list[str]:
+    """Two calls through one client: the second reuses the first one's proxy decision."""
+    async with StreamClient(connect_timeout_s=5, read_timeout_s=10) as client:
+        provider = OpenAIProvider(client=client, base_url=base_url, api_key=None)
+        return [(await provider.stream(HELLO, on_first_token=lambda: None)).text for _ in range(2)]
+
+
+def test_given_http_proxy_in_the_environment_when_streaming_then_the_calls_go_through_it(monkeypatch) -> None:
+    with _Proxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("http_proxy", raising=False)
+        assert asyncio.run(_two_calls(FAR_AWAY)) == ["Hello from the fake model."] * 2
+        assert len(proxy.requests) == 2
+
+
+def test_given_no_proxy_naming_the_host_when_streaming_then_the_proxy_is_bypassed(monkeypatch) -> None:
+    with _Proxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+        monkeypatch.setenv("NO_PROXY", "model.invalid")
+        monkeypatch.delenv("http_proxy", raising=False)
+        with pytest.raises(ProviderError, match="connection failed"):
+            asyncio.run(_two_calls(FAR_AWAY))
+        assert proxy.requests == []

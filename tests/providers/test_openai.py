@@ -330,3 +330,48 @@ def test_given_a_server_that_refuses_images_when_streaming_then_its_refusal_is_t
         stream(server, ModelRequest(model="text-only", system="", messages=(WITH_IMAGES,)))
     assert "does not support image input" in str(raised.value) and not raised.value.retryable
     assert server.requests[0]["messages"][0]["content"][1]["type"] == "image_url"
+
+
+def _pieces(raw: bytes, size: int = 11) -> list[bytes]:
+    return [raw[start:start + size] for start in range(0, len(raw), size)]
+
+
+def _data(delta: dict, finish: str | None = None) -> bytes:
+    chunk = {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return b"data: " + json.dumps(chunk, ensure_ascii=False).encode()
+
+
+def test_given_crlf_lines_and_keep_alives_split_across_reads_when_streaming_then_the_reply_is_assembled() -> None:
+    raw = b"\r\n".join([b": keep-alive", b"", _data({"content": "Caf"}), b"", b": ping", b"",
+                        _data({"content": "\u00e9 \u2603"}), b"", _data({}, "stop"), b"",
+                        b'data: {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}', b"",
+                        b"data: [DONE]", b"", b""])
+    # Pieces of 11 bytes split the lines, their CRLFs and the multi-byte characters between reads.
+    with FakeOpenAIServer(reply=Reply(raw_body=_pieces(raw))) as server:
+        response = stream(server)
+    assert (response.text, response.finish_reason) == ("Caf\u00e9 \u2603", "stop")
+    assert (response.prompt_tokens, response.completion_tokens) == (3, 2)
+
+
+def test_given_done_without_its_blank_line_when_streaming_then_the_reply_ends_there() -> None:
+    raw = _data({"content": "Hi"}) + b"\n\n" + b"data: [DONE]"
+    with FakeOpenAIServer(reply=Reply(raw_body=[raw])) as server:
+        assert stream(server).text == "Hi"
+
+
+def test_given_an_error_event_with_crlf_lines_split_across_reads_when_streaming_then_a_provider_error_is_raised(
+) -> None:
+    raw = (_data({"content": "Half"}) + b"\r\n\r\n"
+           + b'data: {"error": {"message": "The server had an error", "type": "server_error"}}\r\n\r\n')
+    with (
+        FakeOpenAIServer(reply=Reply(raw_body=_pieces(raw, 5))) as server,
+        pytest.raises(ProviderError, match="The server had an error") as caught,
+    ):
+        stream(server)
+    assert caught.value.retryable
+
+
+def test_given_bytes_that_are_not_utf8_in_a_chunk_when_streaming_then_they_become_replacement_characters() -> None:
+    raw = _data({"content": "aXb"}, "stop").replace(b"aXb", b"a\xffb") + b"\n\ndata: [DONE]\n\n"
+    with FakeOpenAIServer(reply=Reply(raw_body=[raw])) as server:
+        assert stream(server).text == "a\ufffdb"
