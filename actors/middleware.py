@@ -6,6 +6,7 @@ import dramatiq
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
 
+from actors.gc_tuning import tune_for_worker
 from actors.runtime import WorkerRuntime, current_runtime, set_runtime
 from actors.signals import absorb_duplicate_sigterm
 from app.logs import BATCH_ID_PREFIX, bind_item, use_chosen_format
@@ -33,6 +34,7 @@ class RuntimeMiddleware(Middleware):
         use_chosen_format()
         with connect(self.redis_url) as client:
             Store(client=client).refuse_unsafe_server("worker process")
+        tune_for_worker()
 
     def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
         # Batch actors take the batch id first: lines of this message's thread carry it.

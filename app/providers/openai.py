@@ -63,11 +63,15 @@ def build_body(request: ModelRequest, url: str = "") -> dict[str, Any]:
 
 def encode_body(request: ModelRequest, url: str = "") -> bytes:
     """`build_body` as JSON, each turn encoded once per process (app/providers/wire.py)."""
-    turns = [kept(m.wire, LABEL, m, lambda m: encode(_message(m))) for m in request.messages]
+    turns = [m.wire.get(LABEL) or kept(m.wire, LABEL, m, _encoded_message) for m in request.messages]
     if request.system:
         turns.insert(0, encode({"role": "system", "content": request.system}))
     tools = [kept(t.wire, LABEL, t, lambda t: encode(_tool(t))) for t in request.tools]
     return join_body(turns, tools, _options(request, url))
+
+
+def _encoded_message(m: ChatMessage) -> bytes:
+    return encode(_message(m))
 
 
 def _tool(t: ToolSpec) -> dict[str, Any]:

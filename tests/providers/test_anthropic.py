@@ -248,7 +248,7 @@ def test_given_a_held_first_token_when_the_task_is_cancelled_then_the_server_see
 
 
 def test_given_thinking_and_a_tool_loop_whose_first_step_ran_without_it_when_built_then_thinking_stays_off() -> None:
-    from app.providers.anthropic import build_body
+    from app.providers.anthropic_body import build_body
     from app.providers.base import ChatMessage, ModelRequest, ToolCall
 
     call = ToolCall(id="toolu_1", name="search", arguments="{}")
@@ -283,7 +283,7 @@ def test_given_a_user_turn_with_images_when_streaming_then_they_go_as_image_bloc
 
 
 def test_given_an_image_only_turn_then_its_content_is_the_image_block_alone() -> None:
-    from app.providers.anthropic import build_messages
+    from app.providers.anthropic_body import build_messages
 
     image = ImageInput(kind="url", url="https://example.com/chart.png")
     turns = build_messages((ChatMessage(role="user", images=(image,)),))

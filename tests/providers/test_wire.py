@@ -8,7 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from app.providers import anthropic, openai
+from app.providers import anthropic_body as anthropic
+from app.providers import openai
 from app.providers.base import ChatMessage, ImageInput, ModelRequest, ToolCall, ToolSpec
 
 WEATHER = ToolSpec("get_weather", "Current weather", {"type": "object", "properties": {"city": {"type": "string"}}})
