@@ -2,7 +2,7 @@
 concurrent streams against the local OpenAI-compatible fake (its own process, 1 s to first
 token). Each contender runs in a fresh process that measures only its own streaming CPU.
 
-    python -m bench.http_clients [--requests 2000] [--concurrency 1000] [--ttft-s 1.0]
+    python -m bench.http_clients [--requests 2000] [--concurrency 1000] [--ttft-s 1.0] [--history 200]
 
 Contenders: a bare httpx.AsyncClient configured as Batchline's was before it moved to aiohttp,
 a bare aiohttp.ClientSession, and Batchline's own OpenAI provider (SSE parsing and accumulation
@@ -65,7 +65,7 @@ async def _bare_aiohttp(url: str, requests: int, concurrency: int) -> None:
         await asyncio.gather(*(one() for _ in range(requests)))
 
 
-async def _provider(url: str, requests: int, concurrency: int) -> None:
+async def _provider(url: str, requests: int, concurrency: int, history: int = 0) -> None:
     from app.providers import ProviderRegistry, make_http_client
     from app.providers.base import ChatMessage, ModelRequest
     from app.settings import Settings
@@ -74,7 +74,11 @@ async def _provider(url: str, requests: int, concurrency: int) -> None:
     gate = asyncio.Semaphore(concurrency)
     async with make_http_client(settings) as client:
         provider = ProviderRegistry(settings=settings, client=client).get("openai")
-        request = ModelRequest(model="m", system="", endpoint=url, messages=(ChatMessage(role="user", text="hi"),))
+        # A history of `history` earlier turns, the same objects every call, as a worker's TurnCache gives them.
+        turns = tuple(ChatMessage(role="assistant" if i % 2 else "user", text=f"question {i} about the weather")
+                      for i in range(history))
+        request = ModelRequest(model="m", system="", endpoint=url,
+                               messages=(*turns, ChatMessage(role="user", text="hi")))
 
         async def one() -> None:
             async with gate:
@@ -83,21 +87,23 @@ async def _provider(url: str, requests: int, concurrency: int) -> None:
         await asyncio.gather(*(one() for _ in range(requests)))
 
 
-def _child(kind: str, url: str, requests: int, concurrency: int) -> None:
+def _child(kind: str, url: str, requests: int, concurrency: int, history: int) -> None:
     run = {"httpx": _bare_httpx, "aiohttp": _bare_aiohttp, "batchline-provider": _provider}[kind]
     before, started = _cpu(), time.monotonic()
-    asyncio.run(run(url, requests, concurrency))
+    asyncio.run(run(url, requests, concurrency, history) if kind == "batchline-provider" else
+                run(url, requests, concurrency))
     print(json.dumps({"cpu_s": _cpu() - before, "wall_s": time.monotonic() - started}))
 
 
 def measure(*, requests: int, concurrency: int, ttft_s: float, directory: Path,
-            contenders: tuple[str, ...] = CONTENDERS) -> dict[str, dict[str, Any]]:
+            contenders: tuple[str, ...] = CONTENDERS, history: int = 0) -> dict[str, dict[str, Any]]:
     results = {}
     for kind in contenders:
         with FakeModelProcess(first_token_delay_s=ttft_s, directory=directory) as model:
             server_before = model.cpu_s()
             out = subprocess.run([sys.executable, "-m", "bench.http_clients", "--child", kind, model.base_url,
-                                  "--requests", str(requests), "--concurrency", str(concurrency)],
+                                  "--requests", str(requests), "--concurrency", str(concurrency),
+                                  "--history", str(history)],
                                  capture_output=True, text=True, check=True, timeout=600)
             server_cpu = model.cpu_s() - server_before
         figures = json.loads(out.stdout.strip().splitlines()[-1])
@@ -112,15 +118,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=1000)
     parser.add_argument("--ttft-s", type=float, default=1.0)
+    parser.add_argument("--history", type=int, default=0,
+                        help="turns of earlier history in the provider's requests (the bare clients send one turn)")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return _child(args.child[0], args.child[1], args.requests, args.concurrency)
+        return _child(args.child[0], args.child[1], args.requests, args.concurrency, args.history)
     print(f"{args.requests} streamed requests, {args.concurrency} at once, first token after {args.ttft_s:g} s; "
           f"load {load()}")
     with tempfile.TemporaryDirectory() as tmp:
         results = measure(requests=args.requests, concurrency=args.concurrency, ttft_s=args.ttft_s,
-                          directory=Path(tmp))
+                          directory=Path(tmp), history=args.history)
     print(f"{'client':20} {'CPU ms/request':>15} {'wall s':>8} {'max open':>9} {'fake server CPU ms/req':>23}")
     for kind, r in results.items():
         print(f"{kind:20} {r['cpu_ms_per_request']:15.2f} {r['wall_s']:8.2f} {r['max_open_streams']!s:>9} "
