@@ -196,10 +196,11 @@ def _status_error(label: str, response: aiohttp.ClientResponse, raw: bytes, secr
 def decode_json(data: bytes, label: str, what: str) -> dict[str, Any]:
     """One SSE `data:` payload as a JSON object, or InvalidResponseError naming the provider."""
     try:
-        payload = json.loads(data)
+        text = data.decode()
     except UnicodeDecodeError:
-        # Bytes that are not UTF-8 become U+FFFD, as a text decoder would have made them.
-        return decode_json(data.decode("utf-8", "replace").encode(), label, what)
+        text = data.decode("utf-8", "replace")  # U+FFFD, as a text decoder of the stream would make them
+    try:
+        payload = json.loads(text)
     except ValueError as exc:
         raise InvalidResponseError(f"{label} stream carried data that is not JSON: {_shown(data)!r}") from exc
     if not isinstance(payload, dict):
