@@ -9,7 +9,6 @@ call with a key this process has seen before is counted in the round trip that l
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from dataclasses import dataclass
@@ -25,15 +24,10 @@ from app.api.errors import error_response, invalid_field
 from app.store import keys
 from app.store.api_keys import Rider
 
-logger = logging.getLogger(__name__)
-
-#: The `limits` strategy: two counters per key and window (O(1) in Redis whatever the limit,
-#: unlike moving-window's one entry per unit), and no burst of twice the limit at a window edge
-#: as fixed-window allows. Its keys are the ones flask-limiter wrote before (`calls/<who>/global`).
-STRATEGY = "sliding-window-counter"
 _EXTENSION = "batchline.rate_limits"
 #: Set on `g` by app.api.auth when the call was counted with the key lookup: the script's reply.
 _RIDDEN = "batchline_call_counted"
+_NOT_RIDDEN = object()
 
 
 class BatchRequestsThrottled(Exception):
@@ -56,6 +50,11 @@ class CallsThrottled(Exception):
 
 @dataclass(frozen=True)
 class RateLimits:
+    """The `limits` library's sliding-window-counter strategy: two counters per key and window
+    (O(1) in Redis whatever the limit, unlike moving-window's one entry per unit), and no burst of
+    twice the limit at a window edge as fixed-window allows. Its keys are the ones flask-limiter
+    wrote before (`calls/<who>/global`), so counts carry over an upgrade."""
+
     storage: RedisStorage
     strategy: SlidingWindowCounterRateLimiter
     #: None: no limit on calls.
@@ -115,9 +114,6 @@ def _count_call() -> None:
     if not allowed:
         reset_time = limits.strategy.get_window_stats(limits.calls, *identifiers).reset_time
         raise CallsThrottled(limit=limits.calls, retry_after_s=_seconds_until(reset_time))
-
-
-_NOT_RIDDEN = object()
 
 
 def _key_identity(key_id: str) -> str:
