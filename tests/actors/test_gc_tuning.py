@@ -14,7 +14,7 @@ import gc, json, sys
 from actors.middleware import RuntimeMiddleware
 from app.settings import Settings
 before = gc.get_threshold()
-RuntimeMiddleware(settings=Settings(), redis_url=sys.argv[1]).after_process_boot(None)
+RuntimeMiddleware(settings=Settings(worker_nice=0), redis_url=sys.argv[1]).after_process_boot(None)
 print(json.dumps({"before": before, "after": gc.get_threshold(), "frozen": gc.get_freeze_count()}))
 """
 
