@@ -111,6 +111,10 @@ class RequestBlobs:
         """An item's request (JSON), from where `request_at` says it lies."""
         return self.client.getrange(*request_range(batch_id, request_at))
 
+    def places(self, batch_id: str, blob_size: int, indexes: list[int]) -> dict[int, tuple[int, int, int, str | None]]:
+        """See `_places` (for app/store/item_start.py, which makes no hash before the claim)."""
+        return self._places(batch_id, blob_size, indexes)
+
     def _places(self, batch_id: str, blob_size: int, indexes: list[int]) -> dict[int, tuple[int, int, int, str | None]]:
         """For each wanted index: (blob number, first byte, last byte, agent id if the batch has
         several), from the blobs' small place lists, never the blobs."""

@@ -17,6 +17,8 @@ class Scripts:
             return client.register_script((_LUA_DIR / f"{name}.lua").read_text())
 
         self.claim_item = load("claim_item")
+        self.claim_items = load("claim_items")
+        self.commit_items = load("commit_items")
         self.materialize_items = load("materialize_items")
         self.add_items = load("add_items")
         self.renew_leases = load("renew_leases")
