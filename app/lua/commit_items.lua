@@ -13,7 +13,9 @@
 -- object per item: {"agent": agent number (1-based), "messages": [[id, json]...], "blocks": [[label,
 -- json, version the run started from]...], "outcome", "stop_reason", "ttft_ns", "total_ns", "error",
 -- "first_token_us", "answers" (approval it answers), "leaves" (approval it leaves pending)}; absent
--- or '' for none; ARGV[9] the number of agents
+-- or '' for none; ARGV[9] JSON list of the agents' ids, in the order of their keys
+-- The batch-and-agent index is written only for a batch of several agents: for a batch of one
+-- agent (its hash's `agent_id`) it would repeat the batch index (app/store/messages.py reads that).
 -- Returns {batch status, then per item: committed, remaining, stale label, refused}. committed is
 -- 1; 0 for a duplicate or for an item running under another owner's live lease (nothing written);
 -- -1 when a block changed since the run read it (nothing written for that item: replay, retry).
@@ -45,8 +47,10 @@ local now_s = fmt(now_us)
 -- Read and check everything.
 local decoded, items = pcall(cjson.decode, ARGV[8])
 if not decoded or type(items) ~= 'table' then return bad('the payload is not a JSON list') end
-local agents = tonumber(ARGV[9])
-if agents == nil or #KEYS ~= 7 + agents * 5 + #items then return bad('the keys do not match the items') end
+local ok_ids, agent_ids = pcall(cjson.decode, ARGV[9])
+if not ok_ids or type(agent_ids) ~= 'table' then return bad('the agent ids are not a JSON list') end
+local agents = #agent_ids
+if #KEYS ~= 7 + agents * 5 + #items then return bad('the keys do not match the items') end
 local outcomes = {succeeded = true, errored = true, cancelled = true, expired = true}
 local reasons = {[ARGV[6]] = true}
 for _, item in ipairs(items) do
@@ -93,24 +97,26 @@ for _, list in ipairs(bounds) do
     if tonumber(bound) == nil then return bad('a histogram bound is not a number') end
   end
 end
-local fields = {'status', 'first_token_us', 'pending', 'running', 'succeeded', 'errored', 'cancelled', 'expired'}
+local fields = {'status', 'agent_id', 'first_token_us', 'pending', 'running', 'succeeded', 'errored', 'cancelled',
+  'expired'}
 for reason in pairs(reasons) do table.insert(fields, 'reason:' .. reason) end
 local values = redis.call('HMGET', KEYS[2], unpack(fields))
-local bstatus = values[1] or ''
+local bstatus, batch_agent = values[1] or '', values[2] or ''
 local counters = {}
-for i = 2, #fields do
+for i = 3, #fields do
   local n = int(values[i])
   if n == nil then return bad('batch field ' .. fields[i] .. ' is not an integer') end
   counters[fields[i]] = n
 end
-local first_token_set = values[2] ~= false and values[2] ~= ''
+local first_token_set = values[3] ~= false and values[3] ~= ''
 local first_token = counters['first_token_us']
 local agent = {}
 for a = 1, agents do
   local base = 7 + (a - 1) * 5
   agent[a] = {record = KEYS[base + 1], blocks = KEYS[base + 2], index = KEYS[base + 3], batch_index = KEYS[base + 4],
     marker_key = KEYS[base + 5], exists = redis.call('EXISTS', KEYS[base + 1]) == 1,
-    marker = redis.call('GET', KEYS[base + 5]), marker_changed = false, versions = {}, scored = {}, batch_scored = {}}
+    marker = redis.call('GET', KEYS[base + 5]), marker_changed = false, versions = {}, scored = {}, batch_scored = {},
+    own_index = batch_agent ~= agent_ids[a]}
 end
 
 local function version_of(a, label)
@@ -203,7 +209,7 @@ for n, item in ipairs(items) do
           seq = seq + 1
           table.insert(values_to_set, ARGV[1] .. pair[1]); table.insert(values_to_set, pair[2])
           if a.exists then table.insert(a.scored, fmt(seq)); table.insert(a.scored, pair[1]) end
-          table.insert(a.batch_scored, fmt(seq)); table.insert(a.batch_scored, pair[1])
+          if a.own_index then table.insert(a.batch_scored, fmt(seq)); table.insert(a.batch_scored, pair[1]) end
           table.insert(batch_scored, fmt(seq)); table.insert(batch_scored, pair[1])
         end
         -- An item's messages hold consecutive sequence numbers: the results export finds them by range.

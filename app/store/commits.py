@@ -97,5 +97,5 @@ def _call(batch_id: str, entries: list[ItemCommit], owner: str) -> tuple[list[st
         })
     minute_prefix, ttft_bounds, duration_bounds = METRIC_ARGS
     args: list[str | int] = [keys.MESSAGE_PREFIX, minute_prefix, ttft_bounds, duration_bounds, ALREADY_ANSWERED,
-                             StopReason.ERROR, owner, json.dumps(items), len(agents)]
+                             StopReason.ERROR, owner, json.dumps(items), json.dumps(agents)]
     return call_keys, args

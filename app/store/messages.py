@@ -43,7 +43,15 @@ class MessageStore:
 
     def page_for_batch(self, batch_id: str, *, agent_id: str | None, after: str | None, before: str | None,
                        limit: int, order: Order) -> list[dict[str, Any]]:
-        index = keys.batch_agent_messages(batch_id, agent_id) if agent_id else keys.batch_messages(batch_id)
+        index = keys.batch_messages(batch_id)
+        if agent_id:
+            # A batch of one agent (its hash's agent_id) has no index of its own per agent: the
+            # batch's index holds that agent's messages only (commit_items.lua).
+            only_agent = self.client.hget(keys.batch(batch_id), "agent_id")
+            if only_agent and only_agent != agent_id:
+                return []
+            if not only_agent:
+                index = keys.batch_agent_messages(batch_id, agent_id)
         return self.get_many(page(self.client, index, after=after, before=before, limit=limit, order=order))
 
     def page_for_agent(self, agent_id: str, *, after: str | None, before: str | None, limit: int,

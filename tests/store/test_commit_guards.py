@@ -127,7 +127,8 @@ def _raw_commit(store: Store, agent_id: str, batch_id: str, item_id: str, payloa
         keys=[keys.SEQ, keys.batch(batch_id), keys.batch_messages(batch_id), *METRIC_KEYS, keys.agent(agent_id),
               keys.agent_blocks(agent_id), keys.agent_messages(agent_id), keys.batch_agent_messages(batch_id, agent_id),
               keys.agent_pending_approval(agent_id), keys.item(item_id)],
-        args=[keys.MESSAGE_PREFIX, *METRIC_ARGS, ALREADY_ANSWERED, "error", "w1", json.dumps([item]), 1])
+        args=[keys.MESSAGE_PREFIX, *METRIC_ARGS, ALREADY_ANSWERED, "error", "w1", json.dumps([item]),
+              json.dumps([agent_id])])
 
 
 def _message(agent_id: str, item_id: str) -> list[str]:
