@@ -227,6 +227,9 @@ class WorkerRuntime:
                 elif stored is not None:
                     start = await self.claims.claim(stored)
                     claim = start.claim
+                    if self.shutting_down and claim.action == "run":  # it began while the claim was on its way
+                        self._release(item_id)
+                        return ItemEnd.RELEASED
                 else:
                     claim = self.store.runs.claim(batch_id=batch_id, item_id=item_id, owner=self.owner,
                                                   lease_s=self.settings.item_lease_s)
