@@ -4,18 +4,16 @@
 -- its siblings go on), with the batch counters, the metrics, the messages (one MSET) and each
 -- message index (one ZADD) written once per call.
 -- KEYS[1] global sequence, KEYS[2] batch hash, KEYS[3] batch message index, KEYS[4] metric counters,
--- KEYS[5] ttft histogram, KEYS[6] duration histogram, KEYS[7] recent ttft samples, then five keys per
--- agent: agent record, agent blocks hash, agent message index, batch-and-agent message index,
--- agent's pending approval marker; then one item hash per item (in ARGV[8]'s order)
+-- KEYS[5] ttft histogram, KEYS[6] duration histogram, KEYS[7] recent ttft samples, then four keys per
+-- agent: agent record, agent blocks hash, agent message index, agent's pending approval marker;
+-- then one item hash per item (in ARGV[8]'s order)
 -- ARGV[1] key prefix for messages, ARGV[2] prefix of the per-minute throughput hashes, ARGV[3] ttft
 -- and ARGV[4] duration histogram bounds (seconds, comma-separated, ascending), ARGV[5] error and
 -- ARGV[6] stop_reason of a refused answer, ARGV[7] owner (worker run id; '' checks no lease), ARGV[8] JSON list, one
 -- object per item: {"agent": agent number (1-based), "messages": [[id, json]...], "blocks": [[label,
 -- json, version the run started from]...], "outcome", "stop_reason", "ttft_ns", "total_ns", "error",
 -- "first_token_us", "answers" (approval it answers), "leaves" (approval it leaves pending)}; absent
--- or '' for none; ARGV[9] JSON list of the agents' ids, in the order of their keys
--- The batch-and-agent index is written only for a batch of several agents: for a batch of one
--- agent (its hash's `agent_id`) it would repeat the batch index (app/store/messages.py reads that).
+-- or '' for none; ARGV[9] the number of agents
 -- Returns {batch status, then per item: committed, remaining, stale label, refused}. committed is
 -- 1; 0 for a duplicate or for an item running under another owner's live lease (nothing written);
 -- -1 when a block changed since the run read it (nothing written for that item: replay, retry).
@@ -47,10 +45,8 @@ local now_s = fmt(now_us)
 -- Read and check everything.
 local decoded, items = pcall(cjson.decode, ARGV[8])
 if not decoded or type(items) ~= 'table' then return bad('the payload is not a JSON list') end
-local ok_ids, agent_ids = pcall(cjson.decode, ARGV[9])
-if not ok_ids or type(agent_ids) ~= 'table' then return bad('the agent ids are not a JSON list') end
-local agents = #agent_ids
-if #KEYS ~= 7 + agents * 5 + #items then return bad('the keys do not match the items') end
+local agents = tonumber(ARGV[9])
+if agents == nil or #KEYS ~= 7 + agents * 4 + #items then return bad('the keys do not match the items') end
 local outcomes = {succeeded = true, errored = true, cancelled = true, expired = true}
 local reasons = {[ARGV[6]] = true}
 for _, item in ipairs(items) do
@@ -83,10 +79,7 @@ end
 local seq = int(redis.call('GET', KEYS[1]))
 if seq == nil then return bad('the sequence is not an integer') end
 local indexes = {KEYS[3]}
-for a = 1, agents do
-  local base = 7 + (a - 1) * 5
-  table.insert(indexes, KEYS[base + 3]); table.insert(indexes, KEYS[base + 4])
-end
+for a = 1, agents do table.insert(indexes, KEYS[7 + (a - 1) * 4 + 3]) end
 for _, key in ipairs(indexes) do
   local kind = redis.call('TYPE', key)['ok']
   if kind ~= 'zset' and kind ~= 'none' then return bad(key .. ' is not a sorted set') end
@@ -97,26 +90,24 @@ for _, list in ipairs(bounds) do
     if tonumber(bound) == nil then return bad('a histogram bound is not a number') end
   end
 end
-local fields = {'status', 'agent_id', 'first_token_us', 'pending', 'running', 'succeeded', 'errored', 'cancelled',
-  'expired'}
+local fields = {'status', 'first_token_us', 'pending', 'running', 'succeeded', 'errored', 'cancelled', 'expired'}
 for reason in pairs(reasons) do table.insert(fields, 'reason:' .. reason) end
 local values = redis.call('HMGET', KEYS[2], unpack(fields))
-local bstatus, batch_agent = values[1] or '', values[2] or ''
+local bstatus = values[1] or ''
 local counters = {}
-for i = 3, #fields do
+for i = 2, #fields do
   local n = int(values[i])
   if n == nil then return bad('batch field ' .. fields[i] .. ' is not an integer') end
   counters[fields[i]] = n
 end
-local first_token_set = values[3] ~= false and values[3] ~= ''
+local first_token_set = values[2] ~= false and values[2] ~= ''
 local first_token = counters['first_token_us']
 local agent = {}
 for a = 1, agents do
-  local base = 7 + (a - 1) * 5
-  agent[a] = {record = KEYS[base + 1], blocks = KEYS[base + 2], index = KEYS[base + 3], batch_index = KEYS[base + 4],
-    marker_key = KEYS[base + 5], exists = redis.call('EXISTS', KEYS[base + 1]) == 1,
-    marker = redis.call('GET', KEYS[base + 5]), marker_changed = false, versions = {}, scored = {}, batch_scored = {},
-    own_index = batch_agent ~= agent_ids[a]}
+  local base = 7 + (a - 1) * 4
+  agent[a] = {record = KEYS[base + 1], blocks = KEYS[base + 2], index = KEYS[base + 3], marker_key = KEYS[base + 4],
+    exists = redis.call('EXISTS', KEYS[base + 1]) == 1, marker = redis.call('GET', KEYS[base + 4]),
+    marker_changed = false, versions = {}, scored = {}}
 end
 
 local function version_of(a, label)
@@ -157,7 +148,7 @@ local function bucket(list, seconds)
 end
 
 for n, item in ipairs(items) do
-  local key = KEYS[7 + agents * 5 + n]
+  local key = KEYS[7 + agents * 4 + n]
   local a = agent[item.agent]
   local state = redis.call('HMGET', key, 'status', 'lease_owner', 'lease_until_us')
   local status = state[1]
@@ -209,7 +200,6 @@ for n, item in ipairs(items) do
           seq = seq + 1
           table.insert(values_to_set, ARGV[1] .. pair[1]); table.insert(values_to_set, pair[2])
           if a.exists then table.insert(a.scored, fmt(seq)); table.insert(a.scored, pair[1]) end
-          if a.own_index then table.insert(a.batch_scored, fmt(seq)); table.insert(a.batch_scored, pair[1]) end
           table.insert(batch_scored, fmt(seq)); table.insert(batch_scored, pair[1])
         end
         -- An item's messages hold consecutive sequence numbers: the results export finds them by range.
@@ -273,7 +263,6 @@ end
 -- A deleted agent gets no keys back; its messages stay readable through the batch that made them.
 for _, a in ipairs(agent) do
   if #a.scored > 0 then call_sliced('ZADD', a.index, a.scored, 1000) end
-  if #a.batch_scored > 0 then call_sliced('ZADD', a.batch_index, a.batch_scored, 1000) end
   if a.marker_changed then redis.call('SET', a.marker_key, a.marker) end
 end
 return out

@@ -78,7 +78,7 @@ def _call(batch_id: str, entries: list[ItemCommit], owner: str) -> tuple[list[st
     call_keys = [keys.SEQ, keys.batch(batch_id), keys.batch_messages(batch_id), *METRIC_KEYS]
     for agent_id in agents:
         call_keys += [keys.agent(agent_id), keys.agent_blocks(agent_id), keys.agent_messages(agent_id),
-                      keys.batch_agent_messages(batch_id, agent_id), keys.agent_pending_approval(agent_id)]
+                      keys.agent_pending_approval(agent_id)]
     call_keys += [keys.item(entry.item_id) for entry in entries]
     items = []
     for entry in entries:
@@ -97,5 +97,5 @@ def _call(batch_id: str, entries: list[ItemCommit], owner: str) -> tuple[list[st
         })
     minute_prefix, ttft_bounds, duration_bounds = METRIC_ARGS
     args: list[str | int] = [keys.MESSAGE_PREFIX, minute_prefix, ttft_bounds, duration_bounds, ALREADY_ANSWERED,
-                             StopReason.ERROR, owner, json.dumps(items), json.dumps(agents)]
+                             StopReason.ERROR, owner, json.dumps(items), len(agents)]
     return call_keys, args

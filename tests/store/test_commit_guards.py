@@ -125,10 +125,9 @@ def _raw_commit(store: Store, agent_id: str, batch_id: str, item_id: str, payloa
             "total_ns": "9", "first_token_us": first_token_us}
     store.runs.scripts.commit_items(
         keys=[keys.SEQ, keys.batch(batch_id), keys.batch_messages(batch_id), *METRIC_KEYS, keys.agent(agent_id),
-              keys.agent_blocks(agent_id), keys.agent_messages(agent_id), keys.batch_agent_messages(batch_id, agent_id),
-              keys.agent_pending_approval(agent_id), keys.item(item_id)],
-        args=[keys.MESSAGE_PREFIX, *METRIC_ARGS, ALREADY_ANSWERED, "error", "w1", json.dumps([item]),
-              json.dumps([agent_id])])
+              keys.agent_blocks(agent_id), keys.agent_messages(agent_id), keys.agent_pending_approval(agent_id),
+              keys.item(item_id)],
+        args=[keys.MESSAGE_PREFIX, *METRIC_ARGS, ALREADY_ANSWERED, "error", "w1", json.dumps([item]), 1])
 
 
 def _message(agent_id: str, item_id: str) -> list[str]:
