@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -16,6 +16,10 @@ from app.store.monitor import METRIC_ARGS, METRIC_KEYS
 from app.store.runs import ALREADY_ANSWERED, Commit, RunRecord, left_pending, stored_block
 from app.store.scripts import Scripts
 from app.vocabulary import StopReason
+
+#: Message text sent to Redis in one round trip of a commit flush, at most (a single larger run
+#: goes alone).
+COMMIT_SLICE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,16 @@ class CommitStore:
     def commit_many(self, entries: Sequence[ItemCommit], *, owner: str = "") -> list[Commit]:
         """Commit each entry (in order: an agent's runs get their messages' sequence numbers in
         this order) and answer one Commit per entry. `owner`: an item running under another
-        owner's live lease commits nothing ('' checks no lease)."""
+        owner's live lease commits nothing ('' checks no lease). Entries go to Redis in slices of
+        about COMMIT_SLICE_BYTES of messages, one round trip each: serializing a flush of large
+        runs at once would hold several copies of all of them (the worker's memory budget
+        counts each run's own, actors/memory.py)."""
+        commits: list[Commit] = []
+        for part in _slices(entries):
+            commits += self._commit(part, owner)
+        return commits
+
+    def _commit(self, entries: Sequence[ItemCommit], owner: str) -> list[Commit]:
         by_batch: dict[str, list[int]] = defaultdict(list)
         for position, entry in enumerate(entries):
             by_batch[entry.batch_id].append(position)
@@ -71,7 +84,36 @@ class CommitStore:
         return commits  # type: ignore[return-value]
 
 
-def _call(batch_id: str, entries: list[ItemCommit], owner: str) -> tuple[list[str], list[str | int]]:
+def _slices(entries: Sequence[ItemCommit]) -> Iterator[Sequence[ItemCommit]]:
+    """Consecutive runs of entries of about COMMIT_SLICE_BYTES of message text each (one at least)."""
+    first, size = 0, 0
+    for position, entry in enumerate(entries):
+        weight = _weight(entry.record)
+        if position > first and size + weight > COMMIT_SLICE_BYTES:
+            yield entries[first:position]
+            first, size = position, 0
+        size += weight
+    if first < len(entries):
+        yield entries[first:]
+
+
+def _weight(record: RunRecord) -> int:
+    """About the bytes of the record's messages, without serializing them."""
+    size = 0
+    for message in record.messages:
+        size += 512
+        for part in message.get("content") or []:
+            if isinstance(part, dict):
+                size += sum(len(value) for value in part.values() if isinstance(value, str))
+                source = part.get("source")
+                if isinstance(source, dict):
+                    size += len(source.get("data") or "")
+        for call in message.get("tool_calls") or []:
+            size += len(str(call))
+    return size
+
+
+def _call(batch_id: str, entries: Sequence[ItemCommit], owner: str) -> tuple[list[str], list[str | int]]:
     """KEYS and ARGV of commit_items.lua for one batch's entries."""
     agents = list(dict.fromkeys(entry.agent_id for entry in entries))
     number = {agent_id: n for n, agent_id in enumerate(agents, 1)}

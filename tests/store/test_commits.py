@@ -130,3 +130,24 @@ def test_given_an_unreadable_block_for_the_last_item_of_a_call_then_nothing_of_a
     assert [store.client.hget(keys.item(item_id), "status") for item_id in item_ids] == ["running", "running"]
     assert store.client.zcard(keys.batch_messages(batch_id)) == 0
     assert store.batches.get(batch_id)["request_counts"]["running"] == 2
+
+
+def test_given_runs_larger_than_a_slice_when_committed_in_one_call_then_they_go_in_slices_in_order(
+        store, monkeypatch):
+    from app.store import commits as commits_module
+
+    agent_id, batch_id, item_ids = _batch(store, 4)
+    for item_id in item_ids:
+        _claim(store, batch_id, item_id, "w1")
+    entries = [_entry(batch_id, agent_id, item_id) for item_id in item_ids]
+    entries[1].record.messages[0]["content"][0]["text"] = "x" * 3000
+    monkeypatch.setattr(commits_module, "COMMIT_SLICE_BYTES", 4000)
+    store.client.config_resetstat()
+    commits = store.commits.commit_many(entries, owner="w1")
+    assert [c.committed for c in commits] == [True] * 4 and commits[-1].remaining == 0
+    # [item 0, item 1 (large)] would pass the slice: item 1 starts a slice of its own, which
+    # item 2 would pass too; items 2 and 3 go together.
+    evalsha = store.client.info("commandstats")["cmdstat_evalsha"]
+    assert evalsha["calls"] - evalsha.get("failed_calls", 0) == 3, evalsha
+    ids = store.client.zrange(keys.agent_messages(agent_id), 0, -1)
+    assert ids == [message["id"] for entry in entries for message in entry.record.messages]
