@@ -22,7 +22,7 @@ import redis
 
 from app.engine.commit import MAX_REPLAYS, BlockContention, replay_block_edits
 from app.engine.history import HistoryCache
-from app.redis_retry import RedisRetry
+from app.redis_retry import UNAVAILABLE, RedisRetry
 from app.store import Store
 from app.store.commits import ItemCommit
 from app.store.item_start import ItemStart
@@ -69,14 +69,33 @@ class _Batcher(Generic[T, R]):
         self.entries += len(waiting)
         try:
             answers = self._send([entry for entry, _ in waiting])
-        except Exception as exc:  # each waiting item handles it (an outage is waited out per item)
+        except UNAVAILABLE as exc:  # each waiting item waits it out
             for _, future in waiting:
-                if not future.done():
-                    future.set_exception(exc)
+                _settle(future, error=exc)
+            return
+        except Exception as exc:
+            if len(waiting) == 1:
+                _settle(waiting[0][1], error=exc)
+                return
+            # One entry's bad data fails the whole call, which wrote nothing (the scripts check
+            # everything first): send each alone, so that the failure stays with its item.
+            for entry, future in waiting:
+                try:
+                    _settle(future, answer=self._send([entry])[0])
+                except Exception as alone:
+                    _settle(future, error=alone)
             return
         for (_, future), answer in zip(waiting, answers, strict=True):
-            if not future.done():
-                future.set_result(answer)
+            _settle(future, answer=answer)
+
+
+def _settle(future: asyncio.Future[R], *, answer: R | None = None, error: BaseException | None = None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(answer)
 
 
 class ClaimBatcher:

@@ -15,12 +15,21 @@ local now_s = string.format('%.0f', now_us)
 local until_s = string.format('%.0f', now_us + tonumber(ARGV[2]))
 local bstatus = redis.call('HGET', KEYS[1], 'status')
 local stopped_batch = bstatus == 'cancelled' or bstatus == 'expired'
+-- Each item's state, read before any item is written (a key of the wrong type stops the script
+-- here, with nothing written). An item named twice is `busy` the second time: one run of it.
+local states, seen = {}, {}
+for i = 2, #KEYS do
+  if not seen[KEYS[i]] then
+    states[i] = redis.call('HMGET', KEYS[i], 'status', 'lease_owner', 'lease_until_us', 'attempts')
+  end
+  seen[KEYS[i]] = true
+end
 local out = {now_s}
 local started = 0
 for i = 2, #KEYS do
   local key = KEYS[i]
   local at = 4 + (i - 2) * 4
-  local fields = redis.call('HMGET', key, 'status', 'lease_owner', 'lease_until_us', 'attempts')
+  local fields = states[i] or {}
   local status = fields[1]
   local made = {}
   if not status and ARGV[at + 3] ~= '' then
@@ -29,7 +38,9 @@ for i = 2, #KEYS do
       'request_at', ARGV[at + 3]}
   end
   local action
-  if not status then
+  if states[i] == nil then
+    action = 'busy'  -- named twice: the first one claims it
+  elseif not status then
     action = 'missing'
   elseif status ~= 'pending' and status ~= 'running' then
     action = 'done'

@@ -132,6 +132,18 @@ for _, item in ipairs(items) do
     end
   end
 end
+-- Each item's state, read before any item is written (a key of the wrong type stops the script
+-- here, with nothing written). An item named twice is a duplicate the second time.
+local states, seen = {}, {}
+for n = 1, #items do
+  local key = KEYS[7 + agents * 4 + n]
+  if seen[key] then
+    states[n] = {'duplicate'}
+  else
+    states[n] = redis.call('HMGET', key, 'status', 'lease_owner', 'lease_until_us')
+    seen[key] = true
+  end
+end
 local stopped_batch = bstatus == 'cancelled' or bstatus == 'expired'
 local out = {bstatus}
 local values_to_set, batch_scored = {}, {}
@@ -150,9 +162,10 @@ end
 for n, item in ipairs(items) do
   local key = KEYS[7 + agents * 4 + n]
   local a = agent[item.agent]
-  local state = redis.call('HMGET', key, 'status', 'lease_owner', 'lease_until_us')
+  local state = states[n]
   local status = state[1]
-  local lost = ARGV[7] ~= '' and status == 'running' and state[2] and state[2] ~= ARGV[7] and (tonumber(state[3] or '0') or 0) > now_us
+  local lost = ARGV[7] ~= '' and status == 'running' and state[2] and state[2] ~= ARGV[7]
+    and (tonumber(state[3] or '0') or 0) > now_us
   if (status ~= 'pending' and status ~= 'running') or lost then
     for _, v in ipairs({0, -1, '', 0}) do table.insert(out, v) end
   else

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import redis
+
 from actors.batching import ClaimBatcher, CommitBatcher
 from actors.runtime import WorkerRuntime
 from app.engine.history import HistoryCache
@@ -112,3 +114,31 @@ def test_given_one_chunk_delivered_twice_to_one_process_when_both_run_at_once_th
 class _NoTasks:
     def send(self, actor_name: str, *args: Any, delay_ms: int | None = None) -> None:
         pass
+
+
+def test_given_one_item_whose_hash_is_corrupt_in_a_flush_when_committed_then_only_it_fails_and_nothing_is_half_written(
+        store):
+    agent_id, batch_id, item_ids = _batch(store, 3)
+    for item_id in item_ids:
+        assert store.runs.claim(batch_id=batch_id, item_id=item_id, owner="w1", lease_s=30).action == "run"
+    store.client.delete(keys.item(item_ids[1]))
+    store.client.set(keys.item(item_ids[1]), "not a hash")
+    records = [RunRecord(outcome="succeeded", stop_reason="end_turn", messages=[new_message(
+        "user", [{"type": "text", "text": item_id}], agent_id=agent_id, batch_item_id=item_id)])
+        for item_id in item_ids]
+    commits = CommitBatcher(store=store, owner="w1", redis_retry=RedisRetry(give_up=lambda: False))
+
+    async def all_three() -> list[Any]:
+        return await asyncio.gather(*(commits.commit(agent_id=agent_id, record=record, batch_id=batch_id,
+                                                     item_id=item_id)
+                                      for item_id, record in zip(item_ids, records, strict=True)),
+                                    return_exceptions=True)
+
+    first, second, third = asyncio.run(all_three())
+    assert first.committed and third.committed
+    assert isinstance(second, redis.ResponseError)
+    assert [store.client.hget(keys.item(item_ids[i]), "status") for i in (0, 2)] == ["succeeded", "succeeded"]
+    counts = store.batches.get(batch_id)["request_counts"]
+    assert counts["succeeded"] == 2 and counts["running"] == 1
+    assert store.client.zrange(keys.batch_messages(batch_id), 0, -1) == [
+        records[0].messages[0]["id"], records[2].messages[0]["id"]]
