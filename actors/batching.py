@@ -7,7 +7,9 @@ commit per item checked on its own (exactly once, its own lease), so nothing of 
 shared; only the round trip and the batch-wide writes (counters, metrics, one ZADD per index, the
 agent's reads) are. The flush runs on the loop's next turn (`call_soon`) or at once when
 `max_items` are waiting, so batching adds no waiting of its own: items that become ready in the
-same tick were going to queue behind each other's round trips anyway.
+same tick were going to queue behind each other's round trips anyway. A call that fails for
+anything but an outage wrote nothing (the scripts check everything first) and is sent again item
+by item, so one item's bad data fails that item alone.
 """
 
 from __future__ import annotations
