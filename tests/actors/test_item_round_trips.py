@@ -1,6 +1,6 @@
-"""What one batch item costs the worker in Redis round trips, counted at the client's socket: a
-chunk reads its items once, then each item is claimed with everything its run reads in one round
-trip and committed in one more."""
+"""What one batch item costs the worker in Redis round trips (counted at the client's socket) and
+commands (INFO commandstats): a chunk reads its items once, then the items ready together are
+claimed, with everything their runs read, in one round trip, and committed together in one more."""
 
 from __future__ import annotations
 
@@ -65,10 +65,10 @@ def test_given_a_chunk_of_items_when_it_runs_then_each_item_costs_about_two_roun
     _run_chunk(runtime, batch_id, ITEMS - 1, on_start=lambda: monkeypatch.setattr(
         AbstractConnection, "send_packed_command", counting))
     assert store.batches.get(batch_id)["request_counts"]["succeeded"] == ITEMS
-    # claim + loads, then commit, per item; the chunk's own reads (three of them make the items'
-    # hashes from the batch's request blob, app/store/blobs.py) and the runtime's background
-    # work (heartbeat, the first call of each script) take a few more. Before: six per item (claim, item, agent, history
-    # index, request, commit).
+    # At most claim + loads, then commit, per item (batched, far fewer: see the next test); the
+    # chunk's own reads and the runtime's background work (heartbeat, the first call of each
+    # script) take a few more. Before: six per item (claim, item, agent, history index, request,
+    # commit).
     assert len(sent) <= 2 * ITEMS + 16, f"{len(sent)} round trips for {ITEMS} items: {[bytes(c)[:60] for c in sent]}"
 
 
