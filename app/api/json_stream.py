@@ -1,0 +1,247 @@
+"""A JSON object read from a request stream a piece at a time, one of its arrays handed out a
+group of elements at a time: a 100,000-request batch is never held whole, as bytes, text or
+Python objects.
+
+Each value is parsed by the json module's own scanner, with the hooks and checks of
+app.api.body_guard (UTF-8, depth, no NaN, 64-bit integers, no lone surrogate, no key twice), so a
+body is refused with the same sentences as when it is parsed whole.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+from collections.abc import Callable, Iterator
+from json.decoder import scanstring
+from typing import Any
+
+from app.api.body_guard import (
+    MAX_JSON_DEPTH,
+    BodyRefused,
+    json_depth,
+    repeated_key,
+    strict_decoder,
+)
+
+#: Bytes asked of the stream per read; a value longer than the text held doubles the next read,
+#: so that a single long value is still read in linear time.
+READ_BYTES = 64 * 1024
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+#: What follows an array element: whitespace, a comma or the closing bracket, whitespace.
+_SEPARATOR = re.compile(r"[ \t\n\r]*([,\]])[ \t\n\r]*")
+#: str forms of body_guard's surrogate patterns (the text here is already decoded).
+_SURROGATE_PAIR = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+class JsonObjectStream:
+    """The members of the JSON object a stream holds, in the order sent (see `members`)."""
+
+    def __init__(self, read: Callable[[int], bytes], *, prefix: bytes = b"") -> None:
+        self._read = read
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()
+        self._scan = strict_decoder().scan_once
+        self._bytes_decoded = 0
+        self.text = ""
+        self.pos = 0
+        #: Where the text kept on a read starts (the group being read), if not at `pos`.
+        self._keep: int | None = None
+        self.eof = False
+        self._lines_dropped = 0
+        self._column_dropped = 0
+        self._prefix = prefix
+
+    def members(self, *, array_key: str, group_size: int) -> Iterator[tuple[str, Any]]:
+        """(key, value) for each member; the value of `array_key`, when it is an array, is an
+        iterator of lists of at most `group_size` parsed elements, to be consumed before the next
+        member is asked for. Raises BodyRefused."""
+        if self._prefix:
+            self._append(self._prefix)
+            self._prefix = b""
+        if self._peek() != "{":
+            raise self._syntax("Expecting value")
+        self.pos += 1
+        seen: set[str] = set()
+        if self._peek() == "}":
+            self.pos += 1
+        else:
+            while True:
+                if self._peek() != '"':
+                    raise self._syntax("Expecting property name enclosed in double quotes")
+                key = self._key()
+                if key in seen:
+                    raise repeated_key(key)
+                seen.add(key)
+                if self._peek() != ":":
+                    raise self._syntax("Expecting ':' delimiter")
+                self.pos += 1
+                if self._peek() == "[" and key == array_key:
+                    yield key, self._groups(group_size)
+                else:
+                    yield key, self._value(levels_above=1)
+                separator = self._peek()
+                self.pos += 1
+                if separator == "}":
+                    break
+                if separator != ",":
+                    self.pos -= 1
+                    raise self._syntax("Expecting ',' delimiter")
+        if self._peek():
+            raise self._syntax("Extra data")
+
+    def _groups(self, size: int) -> Iterator[list[Any]]:
+        self.pos += 1
+        if self._peek() == "]":
+            self.pos += 1
+            return
+        group: list[Any] = []
+        self._keep = self.pos
+        try:
+            yield from self._grouped(group, size)
+        finally:
+            self._keep = None
+
+    def _grouped(self, group: list[Any], size: int) -> Iterator[list[Any]]:
+        scan, separator_at = self._scan, _SEPARATOR.match
+        while True:
+            found = None
+            try:
+                value, end = scan(self.text, self.pos)
+                found = separator_at(self.text, end)
+            except (StopIteration, ValueError, RecursionError):  # BodyRefused too: it may be cut short
+                pass
+            if found is not None and found.end() < len(self.text):  # the element, its separator, and more
+                self.pos = found.end()
+                separator = found.group(1)
+            else:
+                value = self._parse(levels_above=2)[0]
+                separator = self._peek()
+                if separator not in (",", "]"):
+                    raise self._syntax("Expecting ',' delimiter")
+                self.pos += 1
+                if separator == ",":
+                    self._peek()
+            group.append(value)
+            if len(group) >= size or separator == "]":
+                self._check(self.text[self._keep:self.pos], levels_above=2)
+                yield group
+                group = []
+                self._keep = self.pos
+            if separator == "]":
+                return
+
+    def _value(self, *, levels_above: int) -> Any:
+        value, span = self._parse(levels_above=levels_above)
+        self._check(span, levels_above=levels_above)
+        return value
+
+    def _parse(self, *, levels_above: int) -> tuple[Any, str]:
+        """The value at `pos` and its text, reading more until it is complete."""
+        while True:
+            start = self.pos
+            try:
+                value, end = self._scan(self.text, start)
+            except StopIteration:
+                if not self.eof:
+                    self._fill()
+                    continue
+                self._check_depth(self.text[start:], levels_above)
+                raise self._syntax("Expecting value") from None
+            except json.JSONDecodeError as exc:
+                if not self.eof:
+                    self._fill()
+                    continue
+                self._check_depth(self.text[start:], levels_above)
+                raise self._syntax(exc.msg, exc.pos) from None
+            except BodyRefused:
+                if self.eof:
+                    raise
+                self._fill()  # a number cut short may read as another one (5,000 digits as 4,096)
+                continue
+            except ValueError:  # int() refuses thousands of digits before the hook can say more
+                if not self.eof:
+                    self._fill()
+                    continue
+                raise BodyRefused("a number has too many digits") from None
+            except RecursionError:  # the scanner recursed a thousand levels: far past the limit
+                self._check_depth(self.text[start:], levels_above)
+                raise BodyRefused(f"arrays and objects are nested too deep; the limit is {MAX_JSON_DEPTH}") from None
+            if end == len(self.text) and not self.eof:
+                self._fill()
+                continue
+            self.pos = end
+            return value, self.text[start:end]
+
+    def _key(self) -> str:
+        while True:
+            start = self.pos + 1
+            try:
+                key, end = scanstring(self.text, start)
+            except json.JSONDecodeError as exc:
+                if not self.eof:
+                    self._fill()
+                    continue
+                raise self._syntax(exc.msg, exc.pos) from None
+            self._check(self.text[start:end], levels_above=0)
+            self.pos = end
+            return key
+
+    def _check(self, span: str, *, levels_above: int) -> None:
+        if span.count("[") + span.count("{") + levels_above > MAX_JSON_DEPTH:
+            self._check_depth(span, levels_above)
+        if "\\u" in span and _SURROGATE.search(_SURROGATE_PAIR.sub("", span.replace("\\\\", "__"))):
+            raise BodyRefused("a string holds a lone UTF-16 surrogate escape (\\uD800 to \\uDFFF), which is "
+                              "not text")
+
+    @staticmethod
+    def _check_depth(span: str, levels_above: int) -> None:
+        depth = json_depth(span.encode("utf-8", "surrogatepass")) + levels_above
+        if depth > MAX_JSON_DEPTH:
+            raise BodyRefused(f"arrays and objects are nested {depth} levels deep; the limit is {MAX_JSON_DEPTH}")
+
+    def _peek(self) -> str:
+        """The next character that is not whitespace ("" at the end), `pos` moved onto it."""
+        while True:
+            self.pos = _WHITESPACE.match(self.text, self.pos).end()
+            if self.pos < len(self.text):
+                return self.text[self.pos]
+            if self.eof:
+                return ""
+            self._fill()
+
+    def _fill(self) -> None:
+        """Read more: at least READ_BYTES, and as much as is held when a value outgrows it."""
+        dropped = self.pos if self._keep is None else min(self._keep, self.pos)
+        if dropped:
+            newlines = self.text.count("\n", 0, dropped)
+            if newlines:
+                self._lines_dropped += newlines
+                self._column_dropped = dropped - self.text.rfind("\n", 0, dropped) - 1
+            else:
+                self._column_dropped += dropped
+            self.text = self.text[dropped:]
+            self.pos -= dropped
+            if self._keep is not None:
+                self._keep -= dropped
+        data = self._read(max(READ_BYTES, len(self.text)))
+        if not data:
+            self.eof = True
+        self._append(data)
+
+    def _append(self, data: bytes) -> None:
+        pending = len(self._utf8.getstate()[0])  # the start of a character cut by the last read
+        try:
+            self.text += self._utf8.decode(data, final=self.eof)
+        except UnicodeDecodeError as exc:
+            raise BodyRefused(f"not valid UTF-8 (at byte {self._bytes_decoded - pending + exc.start})") from None
+        self._bytes_decoded += len(data)
+
+    def _syntax(self, message: str, at: int | None = None) -> BodyRefused:
+        """A syntax error at `at` (default `pos`) in the buffer, placed in the whole body."""
+        at = self.pos if at is None else at
+        newlines = self.text.count("\n", 0, at)
+        column = at - self.text.rfind("\n", 0, at) if newlines else self._column_dropped + at + 1
+        return BodyRefused(f"not a valid JSON document ({message} at line {self._lines_dropped + newlines + 1} "
+                           f"column {column})")
