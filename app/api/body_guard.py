@@ -67,7 +67,14 @@ def json_depth(data: bytes) -> int:
     # exactly the escaped quotes.
     unescaped = data.replace(b"\\\\", b"").replace(b'\\"', b"")
     structure = unescaped.translate(None, _NOT_STRUCTURE)
-    brackets = _STRING.sub(b"", structure).replace(b'"', b"")  # an unterminated string's quote too
+    # With every string closed, two quotes side by side are a string's ends, or the ends of two
+    # strings with nothing between them: dropping them keeps each bracket inside or outside
+    # strings, and leaves no quote at all when no string holds a bracket, without the regex.
+    if structure.count(b'"') % 2 == 0:
+        structure = structure.replace(b'""', b"")
+    if b'"' in structure:
+        structure = _STRING.sub(b"", structure).replace(b'"', b"")  # an unterminated string's quote too
+    brackets = structure
     return max(accumulate(array("b", brackets.translate(_DEPTH_STEPS))), default=0)
 
 

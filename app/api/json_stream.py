@@ -29,8 +29,8 @@ from app.api.body_guard import (
 READ_BYTES = 64 * 1024
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
-#: What follows an array element: whitespace, a comma or the closing bracket, whitespace.
-_SEPARATOR = re.compile(r"[ \t\n\r]*([,\]])[ \t\n\r]*")
+#: Earlier `},` tried when the text up to the last one held does not parse as whole elements.
+_CUT_ATTEMPTS = 3
 #: str forms of body_guard's surrogate patterns (the text here is already decoded).
 _SURROGATE_PAIR = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 _SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
@@ -44,6 +44,8 @@ class JsonObjectStream:
         self._utf8 = codecs.getincrementaldecoder("utf-8")()
         self._scan = strict_decoder().scan_once
         self._bytes_decoded = 0
+        self._fills = 0
+        self._element_ending = "},"
         self.text = ""
         self.pos = 0
         #: Where the text kept on a read starts (the group being read), if not at `pos`.
@@ -96,41 +98,68 @@ class JsonObjectStream:
         if self._peek() == "]":
             self.pos += 1
             return
-        group: list[Any] = []
         self._keep = self.pos
         try:
-            yield from self._grouped(group, size)
+            yield from self._grouped(size)
         finally:
             self._keep = None
 
-    def _grouped(self, group: list[Any], size: int) -> Iterator[list[Any]]:
-        scan, separator_at = self._scan, _SEPARATOR.match
+    def _grouped(self, size: int) -> Iterator[list[Any]]:
+        group: list[Any] = []
         while True:
-            found = None
-            try:
-                value, end = scan(self.text, self.pos)
-                found = separator_at(self.text, end)
-            except (StopIteration, ValueError, RecursionError):  # BodyRefused too: it may be cut short
-                pass
-            if found is not None and found.end() < len(self.text):  # the element, its separator, and more
-                self.pos = found.end()
-                separator = found.group(1)
-            else:
-                value = self._parse(levels_above=2)[0]
-                separator = self._peek()
-                if separator not in (",", "]"):
-                    raise self._syntax("Expecting ',' delimiter")
-                self.pos += 1
-                if separator == ",":
-                    self._peek()
-            group.append(value)
-            if len(group) >= size or separator == "]":
+            if not group and (many := self._complete_objects()):
+                self._check(self.text[self._keep:self.pos], levels_above=2)
+                yield many
+                self._keep = self.pos
+                continue
+            fills = self._fills
+            self._peek()
+            group.append(self._parse(levels_above=2)[0])
+            separator = self._peek()
+            if separator not in (",", "]"):
+                raise self._syntax("Expecting ',' delimiter")
+            self.pos += 1
+            # After a read, the objects read may be taken many at a time again.
+            if len(group) >= size or separator == "]" or self._fills != fills:
                 self._check(self.text[self._keep:self.pos], levels_above=2)
                 yield group
                 group = []
                 self._keep = self.pos
             if separator == "]":
                 return
+
+    def _complete_objects(self) -> list[Any] | None:
+        """Every element from `pos` up to the last `},` held, parsed in one call of the scanner;
+        None if there is none, or if they do not parse as elements (a `},` inside a string or a
+        nested object: then they are read one at a time, which says what is wrong, if anything).
+        The text up to a `}` that parses as complete values, wrapped in brackets, ends outside
+        any string and nesting: exactly where an element ends."""
+        text = self.text
+        pos = _WHITESPACE.match(text, self.pos).end()
+        if not text.startswith("{", pos):
+            return None
+        # The last characters of the elements cut last (`"},` or `}]},`, say) end an element
+        # more surely than `},` alone, which objects nested in an element also hold.
+        for ending in dict.fromkeys((self._element_ending, "},")):
+            end = len(text)
+            for _ in range(_CUT_ATTEMPTS):
+                found = text.rfind(ending, pos, end)
+                if found < 0:
+                    break
+                cut = found + len(ending) - 1  # the comma
+                wrapped = "[" + text[pos:cut] + "]"
+                try:
+                    values, stop = self._scan(wrapped, 0)
+                except (StopIteration, ValueError, RecursionError):
+                    end = cut - 1
+                    continue
+                if stop != len(wrapped):  # the array ended before the cut
+                    return None
+                last = text[max(pos, cut - 4):cut]
+                self._element_ending = last[len(last.rstrip('}]"')):] + ","
+                self.pos = cut + 1
+                return values
+        return None
 
     def _value(self, *, levels_above: int) -> Any:
         value, span = self._parse(levels_above=levels_above)
@@ -226,6 +255,7 @@ class JsonObjectStream:
             if self._keep is not None:
                 self._keep -= dropped
         data = self._read(max(READ_BYTES, len(self.text)))
+        self._fills += 1
         if not data:
             self.eof = True
         self._append(data)
