@@ -17,6 +17,7 @@ from flask import Response, abort, jsonify, request
 from flask_openapi3.models import RequestBody
 from flask_openapi3.utils import parse_body
 from pydantic import TypeAdapter, ValidationError
+from werkzeug.exceptions import ClientDisconnected
 
 from app.api.auth import current_tenant
 from app.api.body_guard import BodyRefused, check_media_type, parse_object, refused
@@ -56,6 +57,14 @@ def openapi_body() -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def create_batch() -> Response:
+    try:
+        return _create_batch()
+    except ClientDisconnected:
+        raise ApiError(400, "The request body ended before the Content-Length it declared; send the whole "
+                            "body.") from None
+
+
+def _create_batch() -> Response:
     svc = services()
     first = _first_bytes()
     check_media_type()
