@@ -21,7 +21,8 @@ MAINTENANCE_CHANCE = 20_000
 settings = Settings()
 quiet_chatty_loggers()
 redis_url = settings.redis_url or ensure_embedded_redis(settings.var_dir, appendfsync=settings.redis_appendfsync)
-broker = RedisBroker(url=redis_url, heartbeat_timeout=int(settings.worker_heartbeat_timeout_s * 1000),
+broker = RedisBroker(url=settings.broker_url or redis_url,
+                     heartbeat_timeout=int(settings.worker_heartbeat_timeout_s * 1000),
                      maintenance_chance=MAINTENANCE_CHANCE)
 async_io = AsyncIO()
 broker.add_middleware(async_io)

@@ -58,6 +58,8 @@ def finalize_batch(batch_id: str) -> None:
     runtime = current_runtime()
     store = runtime.store
     result, status = store.batches.finalize(batch_id)
+    if result in ("finalized", "terminal"):
+        store.blobs.drop_requests(batch_id)  # every item has ended: no request is read again
     if result == "finalized":
         counts = (store.batches.get(batch_id) or {}).get("request_counts", {})
         logger.info("Batch %s %s: %s", batch_id, status,

@@ -117,6 +117,7 @@ class Reconciler:
                 self.tasks.send(SEND_CALLBACK, batch_id)
                 repairs.callbacks_requeued += 1
             return
+        self.store.blobs.drop_requests(batch_id)  # in case the finalize that dropped them died first
         self.store.progress.retire(batch_id)
         repairs.batches_retired += 1
 

@@ -48,7 +48,8 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     app.extensions["batchline"] = Services(
         settings=settings,
         store=store,
-        tasks=TaskQueue(broker=RedisBroker(url=redis_url, middleware=[MessageLedger(store=store)])),
+        tasks=TaskQueue(broker=RedisBroker(url=settings.broker_url or redis_url,
+                                           middleware=[MessageLedger(store=store)])),
     )
     migrate_at_start(store)
     if settings.auth == "on":

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     port: int = Field(DEFAULT_PORT, ge=1, le=65535)
     #: None means: start (or join) the embedded redis-server under `var_dir`.
     redis_url: str | None = Field(None, validation_alias="REDIS_URL")
+    #: The Redis that holds Dramatiq's queues; None means the same Redis as the state. A queue of
+    #: its own takes the messages' traffic off the state's Redis (docs/scaling.md).
+    broker_url: str | None = None
     var_dir: Path = Path("var")
     #: The embedded Redis's AOF fsync policy (ignored with `REDIS_URL`): `always` fsyncs before
     #: every reply, so nothing acknowledged is lost even on a power loss; `everysec` can lose the

@@ -234,6 +234,17 @@ class RequestBlobs:
                                "status": ItemStatus.PENDING}
         return fields
 
+    def drop_requests(self, batch_id: str) -> int:
+        """Unlink a finished batch's request blobs (their place lists stay: they still name each
+        unclaimed item's agent); return how many were there. Call it only once every item has
+        ended: nothing reads a request after its item's end, and a claim of an ended item never
+        runs it. Safe to repeat."""
+        blob_size, total = self.client.hmget(keys.batch(batch_id), ["blob_size", "total"])
+        if not blob_size or not total:
+            return 0  # stored before blobs, or gone
+        count = -(-int(total) // int(blob_size))
+        return self.client.unlink(*(keys.batch_requests(batch_id, number) for number in range(count)))
+
     def load(self, batch_id: str, request_at: str) -> str:
         """An item's request (JSON), from where `request_at` says it lies."""
         return self.client.getrange(*request_range(batch_id, request_at))

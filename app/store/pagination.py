@@ -7,6 +7,7 @@ id of each page ends with an empty page and never repeats a member.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import redis
@@ -45,6 +46,42 @@ def page(
     if walk_ascending != (order == "asc"):
         members.reverse()
     return [m.decode() if isinstance(m, bytes) else m for m in members]
+
+
+def filtered_page(
+    client: redis.Redis, key: str, *, keep: Callable[[list[str]], list[bool]], after_score: int | None = None,
+    before_score: int | None = None, within: tuple[int, int] | None = None, limit: int = 100,
+    order: Order = "desc", step: int = 200,
+) -> list[str]:
+    """The members of `key` that `keep` keeps, paged like `page` but with the cursors given as
+    scores (the cursor need not be a member of `key`), and only scores inside `within` (inclusive)
+    when given. Walks `key` `step` members at a time until the page is full or `key` ends."""
+    lo, hi = (f"{within[0]}", f"{within[1]}") if within else ("-inf", "+inf")
+    walk_ascending = (order == "asc") == (after_score is not None or before_score is None)
+    asc_after = after_score if order == "asc" else before_score  # exclusive lower bound
+    asc_before = before_score if order == "asc" else after_score  # exclusive upper bound
+    if asc_after is not None and (within is None or asc_after >= within[0]):
+        lo = f"({asc_after}"
+    if asc_before is not None and (within is None or asc_before <= within[1]):
+        hi = f"({asc_before}"
+    found: list[str] = []
+    while len(found) < limit:
+        if walk_ascending:
+            pairs = client.zrangebyscore(key, lo, hi, start=0, num=step, withscores=True)
+        else:
+            pairs = client.zrevrangebyscore(key, hi, lo, start=0, num=step, withscores=True)
+        if not pairs:
+            break
+        members = [m.decode() if isinstance(m, bytes) else m for m, _ in pairs]
+        found.extend(member for member, kept in zip(members, keep(members), strict=True) if kept)
+        edge = f"({int(pairs[-1][1])}"
+        lo, hi = (edge, hi) if walk_ascending else (lo, edge)
+        if len(pairs) < step:
+            break
+    found = found[:limit]
+    if walk_ascending != (order == "asc"):
+        found.reverse()
+    return found
 
 
 def _score(client: redis.Redis, key: str, name: str, member: str | None) -> int | None:

@@ -9,6 +9,7 @@ import hmac
 from collections import Counter
 
 import httpx
+import redis
 from letta_client import Letta
 
 from tests.e2e.conftest import WEBHOOK_SECRET, wait_for_status, wait_until
@@ -81,6 +82,10 @@ def test_given_an_openai_agent_when_a_batch_runs_then_the_sdk_sees_it_complete_w
             assert item["status"] == "succeeded" and item["stop_reason"] == "end_turn"
             assert item["ttft_ns"] >= FIRST_TOKEN_DELAY_S * 1e9
             assert item["total_duration_ns"] >= item["ttft_ns"]
+        # every item has ended: the request bodies are dropped, their place lists kept
+        state = redis.Redis.from_url(service.env["REDIS_URL"])
+        assert not state.keys(f"bl:batch:{batch.id}:requests:*[0-9]")
+        assert state.keys(f"bl:batch:{batch.id}:requests:*:places")
 
         # the batch list pages through every batch, without repeats
         others = [client.batches.create(requests=[{"agent_id": agent.id, "input": "hi"}]).id for _ in range(4)]

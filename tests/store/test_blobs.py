@@ -118,3 +118,19 @@ def test_given_an_item_marked_waiting_before_its_hash_was_made_when_claimed_then
     assert store.runs.claim(batch_id=batch_id, item_id=item_id, owner="w1", lease_s=30).action == "run"
     stored = store.client.hgetall(keys.item(item_id))
     assert (stored["status"], stored["agent_id"], stored["waiting"]) == ("running", agent["id"], "streams w1")
+
+
+def test_given_a_cancelled_batch_of_many_agents_when_its_request_blobs_are_dropped_then_items_still_list_and_settle(
+        store):
+    agents = [store.agents.create(CreateAgent(model="simulated/echo"))["id"] for _ in range(2)]
+    batch_id, item_ids = _batch(store, [LettaBatchRequest(agent_id=agents[i % 2], input=f"q{i}") for i in range(7)])
+    store.batches.stop(batch_id, status="cancelled")
+    assert store.batches.finalize(batch_id)[0] == "terminal"
+
+    assert store.blobs.drop_requests(batch_id) == 3
+    assert store.blobs.drop_requests(batch_id) == 0
+
+    assert not store.client.exists(*[keys.batch_requests(batch_id, number) for number in range(3)])
+    page = store.batches.items_page(batch_id, after=None, before=None, limit=10, order="asc")
+    assert [(item["agent_id"], item["status"]) for item in page] == [(agents[i % 2], "cancelled") for i in range(7)]
+    assert store.runs.claim(batch_id=batch_id, item_id=item_ids[5], owner="w1", lease_s=30).action == "stopped"
