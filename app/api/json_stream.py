@@ -29,6 +29,8 @@ from app.api.body_guard import (
 READ_BYTES = 64 * 1024
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
+#: What may follow a complete value (or a key).
+_AFTER_VALUE = frozenset(" \t\n\r,]}:")
 #: Earlier `},` tried when the text up to the last one held does not parse as whole elements.
 _CUT_ATTEMPTS = 3
 #: str forms of body_guard's surrogate patterns (the text here is already decoded).
@@ -108,7 +110,7 @@ class JsonObjectStream:
         group: list[Any] = []
         while True:
             if not group and (many := self._complete_objects()):
-                self._check(self.text[self._keep:self.pos], levels_above=2)
+                self._check(self._keep, levels_above=2)
                 yield many
                 self._keep = self.pos
                 continue
@@ -121,7 +123,7 @@ class JsonObjectStream:
             self.pos += 1
             # After a read, the objects read may be taken many at a time again.
             if len(group) >= size or separator == "]" or self._fills != fills:
-                self._check(self.text[self._keep:self.pos], levels_above=2)
+                self._check(self._keep, levels_above=2)
                 yield group
                 group = []
                 self._keep = self.pos
@@ -162,12 +164,12 @@ class JsonObjectStream:
         return None
 
     def _value(self, *, levels_above: int) -> Any:
-        value, span = self._parse(levels_above=levels_above)
-        self._check(span, levels_above=levels_above)
+        value, start = self._parse(levels_above=levels_above)
+        self._check(start, levels_above=levels_above)
         return value
 
-    def _parse(self, *, levels_above: int) -> tuple[Any, str]:
-        """The value at `pos` and its text, reading more until it is complete."""
+    def _parse(self, *, levels_above: int) -> tuple[Any, int]:
+        """The value at `pos` and where it starts, reading more until it is complete."""
         while True:
             start = self.pos
             try:
@@ -176,13 +178,13 @@ class JsonObjectStream:
                 if not self.eof:
                     self._fill()
                     continue
-                self._check_depth(self.text[start:], levels_above)
+                self._check_depth(start, levels_above)
                 raise self._syntax("Expecting value") from None
             except json.JSONDecodeError as exc:
                 if not self.eof:
                     self._fill()
                     continue
-                self._check_depth(self.text[start:], levels_above)
+                self._check_depth(start, levels_above)
                 raise self._syntax(exc.msg, exc.pos) from None
             except BodyRefused:
                 if self.eof:
@@ -195,13 +197,15 @@ class JsonObjectStream:
                     continue
                 raise BodyRefused("a number has too many digits") from None
             except RecursionError:  # the scanner recursed a thousand levels: far past the limit
-                self._check_depth(self.text[start:], levels_above)
+                self._check_depth(start, levels_above)
                 raise BodyRefused(f"arrays and objects are nested too deep; the limit is {MAX_JSON_DEPTH}") from None
-            if end == len(self.text) and not self.eof:
+            # A number may go on in the next read ("-1." reads as -1): a value is taken once what
+            # follows it is held, and may follow a value.
+            if not self.eof and (end == len(self.text) or self.text[end] not in _AFTER_VALUE):
                 self._fill()
                 continue
             self.pos = end
-            return value, self.text[start:end]
+            return value, start
 
     def _key(self) -> str:
         while True:
@@ -213,20 +217,28 @@ class JsonObjectStream:
                     self._fill()
                     continue
                 raise self._syntax(exc.msg, exc.pos) from None
-            self._check(self.text[start:end], levels_above=0)
             self.pos = end
+            self._check(start, levels_above=0)
             return key
 
-    def _check(self, span: str, *, levels_above: int) -> None:
+    def _check(self, start: int, *, levels_above: int) -> None:
+        """The checks the scanner does not make, on the text from `start` to `pos`."""
+        span = self.text[start:self.pos]
         if span.count("[") + span.count("{") + levels_above > MAX_JSON_DEPTH:
-            self._check_depth(span, levels_above)
+            self._check_depth(start, levels_above)
         if "\\u" in span and _SURROGATE.search(_SURROGATE_PAIR.sub("", span.replace("\\\\", "__"))):
             raise BodyRefused("a string holds a lone UTF-16 surrogate escape (\\uD800 to \\uDFFF), which is "
                               "not text")
 
-    @staticmethod
-    def _check_depth(span: str, levels_above: int) -> None:
-        depth = json_depth(span.encode("utf-8", "surrogatepass")) + levels_above
+    def _check_depth(self, start: int, levels_above: int) -> None:
+        """Refuse the text from `start` on if it nests too deep, naming the depth the whole body
+        has (the text before passed this check): read to its end first."""
+        if json_depth(self.text[start:].encode("utf-8", "surrogatepass")) + levels_above <= MAX_JSON_DEPTH:
+            return
+        self._keep = start
+        while not self.eof:
+            self._fill()
+        depth = json_depth(self.text[self._keep:].encode("utf-8", "surrogatepass")) + levels_above
         if depth > MAX_JSON_DEPTH:
             raise BodyRefused(f"arrays and objects are nested {depth} levels deep; the limit is {MAX_JSON_DEPTH}")
 
