@@ -100,7 +100,7 @@ class BatchStore:
             staged.add(requests)
             staged.finish()
         key = keys.idempotency(tenant, idempotency_key) if idempotency_key is not None else None
-        staged_keys = staged.keys()
+        staged_keys = staged.staged_keys()
         try:
             while True:
                 with self.client.pipeline(transaction=True) as pipe:

@@ -92,7 +92,7 @@ class StagedRequests:
             self._unread = 0
             self._client.connection_pool.release(connection)
 
-    def keys(self) -> list[str]:
+    def staged_keys(self) -> list[str]:
         """Every key staged (the commit checks they are all there, and makes them permanent)."""
         if not self._blobs:
             return []
@@ -103,7 +103,7 @@ class StagedRequests:
     def commit(self, pipe: redis.client.Pipeline) -> None:
         """Queue, in the create's transaction, what makes the staged keys permanent."""
         if self._blobs:
-            self._scripts.persist_keys(keys=self.keys(), client=pipe)
+            self._scripts.persist_keys(keys=self.staged_keys(), client=pipe)
 
     def discard_unless_committed(self) -> None:
         """Delete what was staged, unless the create committed it (best effort: the keys expire
@@ -116,7 +116,7 @@ class StagedRequests:
             self._connection.disconnect()
             self._client.connection_pool.release(self._connection)
             self._connection = None
-        staged = self.keys()
+        staged = self.staged_keys()
         try:
             for start in range(0, len(staged), 1000):
                 self._client.unlink(*staged[start:start + 1000])
