@@ -144,10 +144,9 @@ def _read_batch(reader: JsonObjectStream, staged: StagedRequests, *, max_steps_c
                     invalid += exc.error_count()
                     details += _located(exc, start, room=MAX_LISTED_ERRORS - len(details))
                     continue
-                if invalid:
+                if invalid or over_ceiling is not None:
                     continue  # refused already: validated only to name every invalid field
-                if over_ceiling is None:
-                    over_ceiling = _over_ceiling(requests, start, max_steps_ceiling)
+                over_ceiling = _over_ceiling(requests, start, max_steps_ceiling)
                 staged.add(requests)
     except BodyRefused as exc:
         raise refused(str(exc)) from None

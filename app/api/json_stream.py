@@ -59,8 +59,9 @@ class JsonObjectStream:
 
     def members(self, *, array_key: str, group_size: int) -> Iterator[tuple[str, Any]]:
         """(key, value) for each member; the value of `array_key`, when it is an array, is an
-        iterator of lists of at most `group_size` parsed elements, to be consumed before the next
-        member is asked for. Raises BodyRefused."""
+        iterator of non-empty lists of its parsed elements (the complete ones a read holds, or
+        up to `group_size` read one at a time), to be consumed before the next member is asked
+        for. Raises BodyRefused."""
         if self._prefix:
             self._append(self._prefix)
             self._prefix = b""
