@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from app.ids import new_ids
+from app.ids import new_ids_joined
 from app.schemas.batches import LettaBatchRequest
 from app.store import keys
 from app.store.scripts import Scripts
@@ -30,6 +30,8 @@ REQUESTS_PER_BLOB = 50
 #: How long the keys written while a create reads its body live should it never commit them (the
 #: body was refused late, or the web process died): the commit makes them permanent.
 STAGED_TTL_S = 3600
+_ITEM_ID_PREFIX = "batch_item"
+_ITEM_ID_WIDTH = len(_ITEM_ID_PREFIX) + 37
 #: Staged writes are sent to Redis once this many bytes of blobs are queued.
 STAGE_FLUSH_BYTES = 256 * 1024
 
@@ -59,8 +61,7 @@ class StagedRequests:
         self._unread = 0
         self._commands: list[tuple[Any, ...]] = []
         self._queued_bytes = 0
-        self._ids: list[str] = []
-        self._ids_from = 0
+        self._unlisted = 0
         self._pending: list[LettaBatchRequest] = []
         self._blobs = 0
         self._discarded = False
@@ -143,26 +144,25 @@ class StagedRequests:
         self._commands += [
             ("SET", keys.batch_requests(self.batch_id, number), blob, "EX", STAGED_TTL_S),
             ("SET", keys.batch_request_places(self.batch_id, number), json.dumps(places), "EX", STAGED_TTL_S)]
-        self._ids += new_ids("batch_item", len(requests))
         if self.digest is not None:
             self.digest.update(blob)
             self.digest.update(b"\n")
         self._blobs += 1
         self.count += len(requests)
+        self._unlisted += len(requests)
         self._queued_bytes += len(blob)
         if self._queued_bytes >= STAGE_FLUSH_BYTES:
             self._send()
 
     def _send(self) -> None:
         """Send the queued writes, and list their items' ids; the replies are read by `finish`."""
-        if self._ids:
-            items = keys.batch_items(self.batch_id)
-            self._commands.append(("EVALSHA", self._scripts.add_items.sha, 1, items, "".join(self._ids),
-                                   len(self._ids[0]), self._ids_from))
-            if self._ids_from == 0:
+        if self._unlisted:
+            items, first = keys.batch_items(self.batch_id), self.count - self._unlisted
+            self._commands.append(("EVALSHA", self._scripts.add_items.sha, 1, items,
+                                   new_ids_joined(_ITEM_ID_PREFIX, self._unlisted), _ITEM_ID_WIDTH, first))
+            if first == 0:
                 self._commands.append(("EXPIRE", items, STAGED_TTL_S))
-            self._ids_from += len(self._ids)
-            self._ids = []
+            self._unlisted = 0
         if not self._commands:
             return
         if self._connection is None:
