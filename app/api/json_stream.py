@@ -31,6 +31,8 @@ READ_BYTES = 64 * 1024
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 #: What may follow a complete value (or a key).
 _AFTER_VALUE = frozenset(" \t\n\r,]}:")
+#: Reads in a row on which taking many elements at once failed, after which it is not tried again.
+_FAST_FAILURES = 2
 #: Earlier `},` tried when the text up to the last one held does not parse as whole elements.
 _CUT_ATTEMPTS = 3
 #: str forms of body_guard's surrogate patterns (the text here is already decoded).
@@ -48,6 +50,9 @@ class JsonObjectStream:
         self._bytes_decoded = 0
         self._fills = 0
         self._element_ending = "},"
+        #: The read (`_fills`) during which many elements were last tried at once.
+        self._fast_tried = -1
+        self._fast_failures = 0
         self.text = ""
         self.pos = 0
         #: Where the text kept on a read starts (the group being read), if not at `pos`.
@@ -110,7 +115,7 @@ class JsonObjectStream:
     def _grouped(self, size: int) -> Iterator[list[Any]]:
         group: list[Any] = []
         while True:
-            if not group and (many := self._complete_objects()):
+            if not group and self._fast_tried != self._fills and (many := self._complete_objects()):
                 self._check(self._keep, levels_above=2)
                 yield many
                 self._keep = self.pos
@@ -137,6 +142,11 @@ class JsonObjectStream:
         nested object: then they are read one at a time, which says what is wrong, if anything).
         The text up to a `}` that parses as complete values, wrapped in brackets, ends outside
         any string and nesting: exactly where an element ends."""
+        # Tried once per read, and no more once it failed on two reads in a row: a body it does
+        # not fit is read at the cost of one element at a time, plus a few scans.
+        self._fast_tried = self._fills
+        if self._fast_failures >= _FAST_FAILURES:
+            return None
         text = self.text
         pos = _WHITESPACE.match(text, self.pos).end()
         if not text.startswith("{", pos):
@@ -158,10 +168,12 @@ class JsonObjectStream:
                     continue
                 if stop != len(wrapped):  # the array ended before the cut
                     return None
+                self._fast_failures = 0
                 last = text[max(pos, cut - 4):cut]
                 self._element_ending = last[len(last.rstrip('}]"')):] + ","
                 self.pos = cut + 1
                 return values
+        self._fast_failures += 1
         return None
 
     def _value(self, *, levels_above: int) -> Any:

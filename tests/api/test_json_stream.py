@@ -24,6 +24,8 @@ VALID = [
     '{"requests": [], "callback_url": "https://e.com"}',
     '{"requests": {"not": "an array"}, "x": "\\u00e9\\ud83d\\ude00 \\\\\\" }, {"}',
     "{}",
+    # `},` inside every string: taking many elements at once fails, then is given up
+    '{"requests": [' + ", ".join(['{"input": "x}, {\\"y}, ' + str(i) + '"}' for i in range(400)]) + "]}",
 ]
 REFUSED = [
     '{"requests": [' + ", ".join([ITEM] * 100) + ", " + ITEM.replace('"hi"', '"h" "i"') + "]}",
