@@ -105,7 +105,8 @@ class BatchStore:
             while True:
                 with self.client.pipeline(transaction=True) as pipe:
                     try:
-                        pipe.watch(*([key] if key is not None else []), *staged_keys)
+                        if watched := [*([key] if key is not None else []), *staged_keys]:
+                            pipe.watch(*watched)
                         if key is not None and (earlier := pipe.get(key)) is not None:
                             return _same_request(earlier, fingerprint), False
                         if staged_keys and pipe.exists(*staged_keys) != len(staged_keys):

@@ -79,7 +79,7 @@ class StagedRequests:
         if self._pending:
             self._write(self._pending)
             self._pending = []
-        self._send()
+        self.flush()
         if self._connection is None:
             return
         connection, self._connection = self._connection, None
@@ -152,9 +152,9 @@ class StagedRequests:
         self._unlisted += len(requests)
         self._queued_bytes += len(blob)
         if self._queued_bytes >= STAGE_FLUSH_BYTES:
-            self._send()
+            self.flush()
 
-    def _send(self) -> None:
+    def flush(self) -> None:
         """Send the queued writes, and list their items' ids; the replies are read by `finish`."""
         if self._unlisted:
             items, first = keys.batch_items(self.batch_id), self.count - self._unlisted
@@ -168,7 +168,10 @@ class StagedRequests:
         if self._connection is None:
             self._client.script_load(self._scripts.add_items.script)  # EVALSHA's script, in case Redis restarted
             self._connection = self._client.connection_pool.get_connection()
-        self._connection.send_packed_command(self._connection.pack_commands(self._commands))
+        # A health check (a PING, when the connection was idle for a while) would read the reply
+        # of an earlier write as its own: only before the first.
+        self._connection.send_packed_command(self._connection.pack_commands(self._commands),
+                                             check_health=self._unread == 0)
         self._unread += len(self._commands)
         self._commands = []
         self._queued_bytes = 0

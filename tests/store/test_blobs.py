@@ -3,7 +3,10 @@ item, then a small one; ids, order, agents and request bodies exactly as submitt
 
 from __future__ import annotations
 
+import time
+
 import pytest
+import redis
 
 from app.schemas.agents import CreateAgent
 from app.schemas.batches import LettaBatchRequest
@@ -166,3 +169,18 @@ def test_given_staged_requests_when_the_create_commits_them_then_they_are_perman
     assert {store.client.ttl(key) for key in staged.staged_keys()} == {-1}
     page = store.batches.items_page(batch_id, after=None, before=None, limit=10, order="asc")
     assert [(item["index"], item["agent_id"]) for item in page] == [(i, agents[i // 6]) for i in range(8)]
+
+
+def test_given_a_body_slower_than_the_health_check_interval_when_staged_then_every_write_lands(redis_url):
+    client = redis.Redis.from_url(redis_url, decode_responses=True, health_check_interval=0.2)
+    slow = Store(client=client)
+    agent = slow.agents.create(CreateAgent(model="simulated/echo"))
+    staged = slow.batches.stage(blob_size=2)
+    staged.add([LettaBatchRequest(agent_id=agent["id"], input="first")] * 2)
+    staged.flush()  # the writes so far go out before the pause, their replies unread
+    time.sleep(0.3)  # past the interval: a health check now would read a write's reply as its PONG
+    staged.add([LettaBatchRequest(agent_id=agent["id"], input="second")] * 2)
+    staged.finish()
+
+    batch_id, _ = slow.batches.create(staged=staged, callback_url=None, metadata=None, completion_window_s=60)
+    assert slow.batches.get(batch_id)["request_counts"]["total"] == 4
