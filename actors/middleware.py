@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import dramatiq
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
@@ -10,6 +12,7 @@ from actors.runtime import WorkerRuntime, current_runtime, set_runtime
 from actors.signals import absorb_duplicate_sigterm
 from app.logs import BATCH_ID_PREFIX, bind_item, use_chosen_format
 from app.outage import quiet_dramatiq_connection_errors
+from app.priority import lower_priority
 from app.settings import Settings
 from app.store import Store, connect
 from app.tasks import TaskQueue
@@ -31,6 +34,8 @@ class RuntimeMiddleware(Middleware):
         absorb_duplicate_sigterm()
         quiet_dramatiq_connection_errors()
         use_chosen_format()
+        # Also when started by `dramatiq` itself, not batchline-worker (already at that priority then).
+        lower_priority(self.settings.worker_nice, root_pid=os.getppid())
         with connect(self.redis_url) as client:
             Store(client=client).refuse_unsafe_server("worker process")
 

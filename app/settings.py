@@ -139,6 +139,10 @@ class Settings(BaseSettings):
     #: Hard ceiling of a request body (Letta's): larger is 413.
     max_body_bytes: int = 256 * 1024 * 1024
 
+    #: The nice value (0-19) worker processes run at, so that busy workers leave the CPU to the
+    #: web process first (API latency); 0 leaves their priority alone (app/priority.py).
+    worker_nice: int = Field(10, ge=0, le=19)
+
     @field_validator("model_limits")
     @classmethod
     def _check_model_limit_keys(cls, value: dict[str, ModelLimit]) -> dict[str, ModelLimit]:

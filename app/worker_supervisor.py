@@ -41,8 +41,11 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from app.logs import configure_process_logging
+from app.priority import lower_session_group
 from app.settings import Settings, invalid_settings_message
 
+#: BATCHLINE_WORKER_NICE's default, for a command of its own (`-- cmd`) when the settings are invalid.
+DEFAULT_WORKER_NICE = Settings.model_fields["worker_nice"].default
 #: Restarts (all processes together) within RESTART_WINDOW_S beyond which the supervisor gives up.
 DEFAULT_MAX_RESTARTS_PER_MINUTE = 5
 #: Exit status when the settings are invalid (nothing was started).
@@ -231,12 +234,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error("--processes must be at least 1")
     # the shape of Dramatiq's own lines, which share the output
     configure_process_logging("[%(asctime)s] [PID %(process)d] [%(threadName)s] [%(name)s] [%(levelname)s] %(message)s")
-    if not command:
-        try:
-            Settings()  # each worker reads them at start: a bad one would only crash-loop there
-        except ValidationError as exc:
+    try:
+        settings = Settings()  # each worker reads them at start: a bad one would only crash-loop there
+    except ValidationError as exc:
+        if not command:
             logger.error("%s The workers do not start.", invalid_settings_message(exc))
             sys.exit(INVALID_SETTINGS_EXIT_STATUS)
+        settings = None
+    # The session's group (when it is ours) before the first worker starts; each worker process lowers its
+    # own priority once it has started the embedded Redis (actors/middleware.py), which must not inherit it.
+    lower_session_group(settings.worker_nice if settings is not None else DEFAULT_WORKER_NICE)
     command = command or [sys.executable, "-m", "app.dramatiq_cli", "actors", "--processes", "1", *passed_on]
     sys.exit(Supervisor(command=command, processes=args.processes, max_restarts_per_minute=args.max_restarts_per_minute,
                         backoff_s=args.backoff_s).run())

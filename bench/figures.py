@@ -78,11 +78,13 @@ def _message_bytes(dep: Deployment) -> int:
 
 
 def simulated(dep: Deployment, *, requests: int, processes: int, threads: int,
-              message_bytes: bool = True) -> dict[str, Any]:
+              message_bytes: bool = True, worker_nice: int = 0) -> dict[str, Any]:
     """Items/s, worker and redis-server CPU, Redis commands and memory per item on `simulated/echo`
     with no delays. Run it first on a fresh deployment: the message bytes are read from every
-    `bl:msg:*` key."""
-    with dep.http() as http, dep.workers(processes=processes, threads=threads, **ZERO_DELAY) as worker:
+    `bl:msg:*` key. The workers run at `worker_nice` (BATCHLINE_WORKER_NICE): 0, the priority of
+    the raw ceiling's plain worker, compares like with like on a machine others use too."""
+    with dep.http() as http, dep.workers(processes=processes, threads=threads, **ZERO_DELAY,
+                                         BATCHLINE_WORKER_NICE=str(worker_nice)) as worker:
         agents = [_agent(http) for _ in range(AGENTS)]
         body = {"requests": [{"agent_id": agents[i % AGENTS], "input": f"question {i}"} for i in range(requests)]}
         before, cpu_before, redis_before = RedisReading.take(dep.redis), cpu_s(worker.pid), cpu_s(dep.redis_pid)

@@ -6,17 +6,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from flask import Response, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
 from app.api import batch_create
-from app.api.auth import SECURITY, current_tenant
+from app.api.auth import NOT_READ, SECURITY, current_tenant, read_reply, read_with_lookup
 from app.api.errors import ApiError, not_found
 from app.schemas.batches import BatchJob, BatchMessagesQuery, BatchPath, BatchRequestsQuery
 from app.schemas.common import Error, PageQuery
 from app.schemas.messages import BatchMessages
 from app.schemas.responses import URI_TOO_LONG, BatchItems, BatchJobs
 from app.services import services
+from app.store.batches import batch_job
 from app.tasks import FINALIZE_BATCH
 from app.tenancy import owner_of
 from app.vocabulary import BatchStatus
@@ -56,7 +58,16 @@ def list_batches(query: PageQuery) -> Any:
 
 @batches.get("/<batch_id>", responses={200: BatchJob, 404: Error})
 def retrieve_batch(path: BatchPath) -> Any:
-    return jsonify(batch_or_404(path.batch_id))
+    read = read_reply()
+    if read is NOT_READ or isinstance(read, Exception):
+        return jsonify(batch_or_404(path.batch_id))
+    return jsonify(_owned_or_404(batch_job(read) if read else None, path.batch_id))
+
+
+@read_with_lookup("batches.retrieve_batch")
+def _read_batch(pipe: redis.client.Pipeline, view_args: dict[str, Any]) -> None:
+    """A poll's whole read goes with the key lookup: one round trip per GET."""
+    services().store.batches.queue_get(pipe, str(view_args.get("batch_id", "")))
 
 
 @batches.patch("/<batch_id>/cancel", responses={200: None, 404: Error, 409: Error})
@@ -127,7 +138,10 @@ def _items_in_status(batch_id: str, query: BatchRequestsQuery) -> list[dict[str,
 
 def batch_or_404(batch_id: str) -> dict[str, Any]:
     """The caller's batch; another tenant's answers 404 exactly like one that does not exist."""
-    batch = services().store.batches.get(batch_id)
+    return _owned_or_404(services().store.batches.get(batch_id), batch_id)
+
+
+def _owned_or_404(batch: dict[str, Any] | None, batch_id: str) -> dict[str, Any]:
     if batch is None or owner_of(batch["created_by_id"]) != current_tenant():
         raise not_found("Batch", batch_id)
     return batch

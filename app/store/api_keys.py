@@ -9,7 +9,9 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import redis
 
@@ -27,6 +29,12 @@ KEY_BYTES = 32
 #: would double the Redis traffic of a busy client).
 LAST_USED_RESOLUTION_S = 60.0
 
+
+#: Key ids remembered per process (keys that authenticated); past this, the memory starts afresh.
+MAX_REMEMBERED_KEYS = 10_000
+#: Queues one command (about a key id) on the pipeline of a key lookup: app/api/rate_limits.py
+#: counts the call this way, and a route reads what it needs, in the lookup's round trip.
+Rider = Callable[[redis.client.Pipeline, str], None]
 
 #: A key's name is the operator's note of what it is for.
 MAX_NAME_CHARS = 100
@@ -57,6 +65,8 @@ class ApiKeyStore:
     def __init__(self, *, client: redis.Redis) -> None:
         self.client = client
         self._touched: dict[str, float] = {}
+        #: Key ids by the hash of their secret, as last found (what a Rider rides on).
+        self._ids: dict[str, str] = {}
 
     def create(self, *, tenant: str, name: str, secret: str | None = None) -> tuple[ApiKey, str]:
         """A new key for `tenant`: (its record, the key itself, shown to the caller once).
@@ -78,18 +88,43 @@ class ApiKeyStore:
         is by hash, so the stored value never meets the presented one in a comparison that could
         leak its prefix; the hash found is compared again in constant time. (Revoking deletes the
         record in one transaction, so a record found is a live key.)"""
+        return self.authenticate_with(secret, [])[0]
+
+    def authenticate_with(self, secret: str, riders: Sequence[Rider]) -> tuple[ApiKey | None, list[Any]]:
+        """`authenticate`, with each rider's command for the key's id sent in the same round trip:
+        (the record, the riders' replies). The id is the one this process last found for the same
+        secret (a key's id never changes while it lives); the list is empty when they did not
+        ride (the first call of a key in this process, or an unknown key), and a reply may be an
+        exception (the pipeline does not raise for it)."""
         if not looks_like_key(secret):
-            return None
+            return None, []
         digest = key_hash(secret)
-        raw = self.client.hget(keys.API_KEYS_BY_HASH, digest)
+        known_id = self._ids.get(digest) if riders else None
+        if known_id is None:
+            raw, replies = self.client.hget(keys.API_KEYS_BY_HASH, digest), []
+        else:
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.hget(keys.API_KEYS_BY_HASH, digest)
+                for rider in riders:
+                    rider(pipe, known_id)
+                raw, *replies = pipe.execute(raise_on_error=False)
+            if isinstance(raw, Exception):
+                raise raw
         if raw is None:
-            return None
+            self._ids.pop(digest, None)
+            return None, []
         fields = json.loads(raw)
         if not hmac.compare_digest(fields.pop("sha256", digest), digest):
-            return None
+            return None, []
         record = ApiKey(**fields)
+        if record.id != known_id:
+            # The same secret registered again under a new id: what rode was for the old one.
+            replies = []
+            if len(self._ids) >= MAX_REMEMBERED_KEYS:
+                self._ids.clear()
+            self._ids[digest] = record.id
         self._touch(record.id)
-        return record
+        return record, replies
 
     def _touch(self, key_id: str) -> None:
         now = time.monotonic()

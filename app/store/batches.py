@@ -158,6 +158,10 @@ class BatchStore:
         fields = self.client.hgetall(keys.batch(batch_id))
         return batch_job(fields) if fields else None
 
+    def queue_get(self, pipe: redis.client.Pipeline, batch_id: str) -> None:
+        """`get` on a pipeline: its reply is the stored hash, for `batch_job` (empty: no batch)."""
+        pipe.hgetall(keys.batch(batch_id))
+
     def status(self, batch_id: str) -> str | None:
         """The batch's status; None for a batch that does not exist (or was discarded)."""
         return self.client.hget(keys.batch(batch_id), "status")

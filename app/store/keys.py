@@ -89,7 +89,7 @@ def item(item_id: str) -> str:
     return f"{PREFIX}item:{item_id}"
 
 
-#: Prefix of the rate-limit counters (written by flask-limiter's storage, app/api/rate_limits.py).
+#: Prefix of the rate-limit counters (written by the `limits` library's storage, app/api/rate_limits.py).
 RATE_LIMITS = PREFIX + "ratelimit"
 
 

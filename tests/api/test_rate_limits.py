@@ -1,4 +1,4 @@
-"""Per-key rate limits (flask-limiter on the real Redis): calls per minute, batch requests per
+"""Per-key rate limits (the `limits` library on the real Redis): calls per minute, batch requests per
 hour, 429 with Retry-After, 0 meaning none."""
 
 from __future__ import annotations
