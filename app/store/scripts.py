@@ -21,6 +21,7 @@ class Scripts:
         self.commit_items = load("commit_items")
         self.materialize_items = load("materialize_items")
         self.add_items = load("add_items")
+        self.persist_keys = load("persist_keys")
         self.renew_leases = load("renew_leases")
         self.release_item = load("release_item")
         self.commit_run = load("commit_run")
