@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import dramatiq
 import redis
 
+from actors.batching import ClaimBatcher, CommitBatcher
 from actors.fanout import ChunkFeeder
 from actors.heartbeat import forget, send_heartbeats
 from actors.leases import renew_leases
@@ -115,11 +116,14 @@ class WorkerRuntime:
         self.loop = asyncio.get_running_loop()
         self.http = make_http_client(self.settings)
         self.redis_retry = RedisRetry(give_up=lambda: self.shutting_down)
+        self.commits = CommitBatcher(store=self.store, owner=self.owner, redis_retry=self.redis_retry)
         self.runner = RequestRunner(settings=self.settings, store=self.store,
                                     providers=ProviderRegistry(settings=self.settings, client=self.http,
                                                                limiter=ModelLimiter.from_settings(
                                                                    self.settings, self.store.model_limits)),
-                                    redis_retry=self.redis_retry)
+                                    redis_retry=self.redis_retry, commits=self.commits.commit)
+        self.claims = ClaimBatcher(store=self.store, owner=self.owner, lease_s=self.settings.item_lease_s,
+                                   history=self.runner.history)
         self.feeder = ChunkFeeder(store=self.store, tasks=self.tasks, chunk_size=self.settings.chunk_size,
                                   chunks_in_flight_per_batch=self.settings.chunks_in_flight_per_batch,
                                   own_threads=lambda: self.threads)
@@ -161,13 +165,12 @@ class WorkerRuntime:
 
     async def run_chunk(self, batch_id: str, start: int, stop: int) -> None:
         # A chunk taken just as Redis went away waits for it, like its items do.
-        if await self.redis_retry.call(self.store.batches.status, batch_id) is None:
+        chunk = await self.redis_retry.call(self.store.starts.load_chunk, batch_id, start=start, stop=stop)
+        if chunk is None:
             return  # the batch is gone
         # Even in a stopped batch every item is claimed: the claim settles unstarted items and
         # hands over items a dead worker left running, which nothing else would end.
-        item_ids = await self.redis_retry.call(self.store.batches.item_ids, batch_id, start=start, stop=stop)
-        await self.redis_retry.call(self.store.blobs.materialize, batch_id, item_ids, start=start)
-        items = await self.redis_retry.call(self.store.starts.load_items, item_ids) if item_ids else {}
+        item_ids, items = chunk
         async with asyncio.TaskGroup() as group:
             runs = [group.create_task(self.run_item(batch_id, item_id, items.get(item_id))) for item_id in item_ids]
         ends = {run.result() for run in runs}
@@ -185,7 +188,8 @@ class WorkerRuntime:
     async def run_item(self, batch_id: str, item_id: str, stored: StoredItem | None = None) -> ItemEnd:
         """See one item to its end, or give it back (the worker is stopping, or it waits for model capacity).
         Never raises: whatever goes wrong stays with this item. With the item's `stored` fields
-        (read for the whole chunk), its claim and loads take one round trip."""
+        (read for the whole chunk), its claim and loads go with the other items' that are ready in
+        the same tick, in one round trip (actors/batching.py); so does its commit."""
         bind_item(batch_id, item_id)  # each item runs in its own task, whose context is its own
         while True:
             try:
@@ -218,11 +222,14 @@ class WorkerRuntime:
                 if self.shutting_down:
                     return ItemEnd.RELEASED
                 start = None
-                if item_id in self.in_flight:  # a duplicate message of a chunk this process runs
-                    claim = Claim("busy", 0)
+                if item_id in self.in_flight or item_id in self.claims.claiming:
+                    claim = Claim("busy", 0)  # a duplicate message of a chunk this process runs
                 elif stored is not None:
-                    start = self._claim_and_load(stored)
+                    start = await self.claims.claim(stored)
                     claim = start.claim
+                    if self.shutting_down and claim.action == "run":  # it began while the claim was on its way
+                        self._release(item_id)
+                        return ItemEnd.RELEASED
                 else:
                     claim = self.store.runs.claim(batch_id=batch_id, item_id=item_id, owner=self.owner,
                                                   lease_s=self.settings.item_lease_s)
@@ -237,16 +244,6 @@ class WorkerRuntime:
             # Another owner holds it. Acking this message now could strand the item if that owner
             # dies, so wait until it ends the item or its lease lapses and this claim takes over.
             await asyncio.sleep(min(self.settings.item_lease_s / 3, BUSY_POLL_MAX_S))
-
-    def _claim_and_load(self, stored: StoredItem) -> ItemStart:
-        history = self.runner.history
-        start = self.store.starts.claim_and_load(
-            stored, owner=self.owner, lease_s=self.settings.item_lease_s,
-            history_after_seq=history.after_seq(stored.agent_id), history_limit=history.max_messages,
-            history_max_bytes=history.max_bytes)
-        if start.agent is not None and start.newer is not None:  # before any other task can run
-            history.absorb(stored.agent_id, start.newer)
-        return start
 
     async def _run_claimed(self, batch_id: str, item_id: str, claim: Claim,
                            start: ItemStart | None = None) -> ItemEnd:

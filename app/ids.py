@@ -42,3 +42,23 @@ def new_ids(prefix: str, count: int) -> list[str]:
     text = raw.hex()
     return [f"{prefix}-{text[at:at + 8]}-{text[at + 8:at + 12]}-{text[at + 12:at + 16]}-{text[at + 16:at + 20]}-"
             f"{text[at + 20:at + 32]}" for at in range(0, 32 * count, 32)]
+
+
+#: Where each of a uuid's 32 hex digits goes in its text (the dashes come after digits 8, 12, 16, 20).
+_DIGIT_PLACES = [digit + sum(digit >= dash for dash in (8, 12, 16, 20)) for digit in range(32)]
+
+
+def new_ids_joined(prefix: str, count: int) -> bytes:
+    """new_ids(prefix, count) concatenated, as bytes (each `len(prefix) + 37` long), made without
+    a Python object per id: each hex digit is copied into every id at once by a strided slice
+    (a 100,000-request create spent a tenth of its time formatting ids one by one)."""
+    raw = bytearray(os.urandom(16 * count))
+    raw[6::16] = raw[6::16].translate(_VERSION_4)
+    raw[8::16] = raw[8::16].translate(_VARIANT)
+    digits = raw.hex().encode()
+    head = prefix.encode() + b"-"
+    width = len(head) + 36
+    out = bytearray((head + b"00000000-0000-0000-0000-000000000000") * count)
+    for digit, place in enumerate(_DIGIT_PLACES):
+        out[len(head) + place::width] = digits[digit::32]
+    return bytes(out)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import redis
@@ -35,6 +35,16 @@ class RedisRetry:
         for delay, waited_s in self._pauses():
             try:
                 return self._succeeded(operation(*args, **kwargs))
+            except UNAVAILABLE as exc:
+                self._failed(exc, waited_s)
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def wait_for(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """The same, for an operation that is itself awaited (e.g. a commit batched with others)."""
+        for delay, waited_s in self._pauses():
+            try:
+                return self._succeeded(await operation())
             except UNAVAILABLE as exc:
                 self._failed(exc, waited_s)
             await asyncio.sleep(delay)

@@ -51,14 +51,15 @@ from tests.support.processes import service_env, worker_process
 #: the claim carries the agent, history and small-request reads in its round trip, the first
 #: category holds all of them; the next ones what remains of each outside it.
 CATEGORIES = [
-    ("claim (with agent, history, request reads)", ("RunStore.claim (", "ItemStartStore.claim_and_load (",
-                                                    "WorkerRuntime._claim_and_load (")),
+    ("claim (with agent, history, request reads)", ("RunStore.claim (",
+                                                    "ClaimStore.claim_many (", "ClaimBatcher._send (")),
     ("item, agent and request loads", ("RunStore.load_item (", "RunStore.load_request (", "AgentStore.get (",
-                                       "ItemStartStore.load_items (", "model_validate_json (")),
+                                       "ItemStartStore.load_items (", "ItemStartStore.load_chunk (",
+                                       "model_validate_json (")),
     ("history", ("app/engine/history.py",)),
     ("prompt", ("to_chat (", "compile_system_prompt (", "input_messages (")),
     ("provider call (the simulated model)", ("stream_with_retries (",)),
-    ("commit", ("commit_run (",)),
+    ("commit", ("commit_run (", "CommitStore.commit_many (")),
     ("chunk bookkeeping", ("WorkerRuntime.run_chunk (",)),
     ("rest of the item path", ("WorkerRuntime.run_item (",)),
     ("rest of the event loop (asyncio, leases, heartbeats)", ("EventLoopThread.run (",)),

@@ -11,7 +11,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 
 from app.api.auth import SECURITY, current_tenant
-from app.api.batches import check_max_steps
+from app.api.batch_create import check_max_steps
 from app.api.errors import ApiError, not_found
 from app.engine.letta_view import ViewOptions, to_letta_messages
 from app.engine.runner import ApprovalConflict, RequestRunner

@@ -10,36 +10,21 @@ import redis
 from flask import Response, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
+from app.api import batch_create
 from app.api.auth import NOT_READ, SECURITY, current_tenant, read_reply, read_with_lookup
-from app.api.errors import ApiError, invalid_field, not_found
-from app.api.idempotency import body_fingerprint, idempotency_key
-from app.api.rate_limits import charge_batch_requests
-from app.callbacks import UnresolvableCallbackHost, UnsafeCallbackTarget, check_target
-from app.outage import outage
-from app.queues import Queues
-from app.redis_retry import UNAVAILABLE, RedisRetry
-from app.schemas.batches import (
-    BatchJob,
-    BatchMessagesQuery,
-    BatchPath,
-    BatchRequestsQuery,
-    CreateBatch,
-    LettaBatchRequest,
-    LettaRequest,
-)
+from app.api.errors import ApiError, not_found
+from app.schemas.batches import BatchJob, BatchMessagesQuery, BatchPath, BatchRequestsQuery
 from app.schemas.common import Error, PageQuery
 from app.schemas.messages import BatchMessages
 from app.schemas.responses import URI_TOO_LONG, BatchItems, BatchJobs
 from app.services import services
-from app.store.batches import IdempotencyKeyReused, batch_job
-from app.tasks import FINALIZE_BATCH, START_BATCH
+from app.store.batches import batch_job
+from app.tasks import FINALIZE_BATCH
 from app.tenancy import owner_of
 from app.vocabulary import BatchStatus
 
 logger = logging.getLogger(__name__)
 
-#: How long the answer to a create waits for Redis to read back the batch it has just stored.
-CREATED_READ_WAIT_S = 10.0
 #: Items read per round trip while looking for the requests in one status.
 STATUS_SCAN_PAGE = 500
 
@@ -47,65 +32,20 @@ batches = APIBlueprint("batches", __name__, url_prefix="/v1/messages/batches",
                        abp_tags=[Tag(name="batches")],
                        abp_responses={"401": Error, "414": URI_TOO_LONG, "422": Error, "429": Error, "503": Error},
                        abp_security=SECURITY)
+_create_body, _create_schemas = batch_create.openapi_body()
+batches.components_schemas.update(_create_schemas)
 
 
-@batches.post("", responses={200: BatchJob, 404: Error, 409: Error, 413: Error, 415: Error}, strict_slashes=False)
-def create_batch(body: CreateBatch) -> Any:
+@batches.post("", responses={200: BatchJob, 404: Error, 408: Error, 409: Error, 413: Error, 415: Error},
+              strict_slashes=False, openapi_extensions=_create_body)
+def create_batch() -> Any:
     """Submit a batch of agent requests; it runs in the background.
 
     Answered as soon as the batch is stored and its start is enqueued, whatever its size.
     An `Idempotency-Key` header (at most 255 characters, kept 24 hours by default) makes a
     retried submission answer with the first batch; the same key with another body is a 409.
     """
-    svc = services()
-    check_requests(body.requests, max_steps_ceiling=svc.settings.max_steps_ceiling)
-    if body.callback_url is not None:
-        try:
-            check_target(body.callback_url, allow_private=svc.settings.callback_allow_private)
-        except UnresolvableCallbackHost:
-            pass  # accepted, as on Letta: delivery checks the name again and retries until it resolves
-        except UnsafeCallbackTarget as exc:
-            raise ApiError(422, f"Invalid request: {exc}.", errors=[{"loc": ["callback_url"], "msg": str(exc)}]) \
-                from None
-    key = idempotency_key()
-    try:
-        batch_id, created = svc.store.batches.create(
-            requests=body.requests, callback_url=body.callback_url, metadata=body.metadata,
-            completion_window_s=svc.settings.completion_window_s, tenant=current_tenant(),
-            idempotency_key=key, fingerprint=body_fingerprint(body) if key is not None else "",
-            idempotency_ttl_s=svc.settings.idempotency_ttl_s,
-            admit=lambda: charge_batch_requests(len(body.requests)), blob_size=svc.settings.chunk_size)
-    except IdempotencyKeyReused as exc:
-        raise ApiError(409, f"Idempotency-Key {key!r} was already used with a different request body (batch "
-                            f"{exc.batch_id!r}); send the same body to get that batch, or a new key for a new "
-                            "batch.") from None
-    if created:
-        logger.info("Batch %s created with %d requests", batch_id, len(body.requests))
-    _ensure_started(batch_id, resend=not created)
-    # Stored: a client told 503 now would retry and make a second batch, so wait Redis out a little.
-    batch = RedisRetry(give_up=lambda: False, max_wait_s=CREATED_READ_WAIT_S).call_blocking(
-        svc.store.batches.get, batch_id)
-    if batch is None:
-        raise not_found("Batch", batch_id)  # created under this key, then deleted
-    return jsonify(batch)
-
-
-def _ensure_started(batch_id: str, *, resend: bool) -> None:
-    """Enqueue the batch's fan-out. The batch is stored, so it is accepted whatever happens here:
-    should the message not be sent (or be lost), the reconciler's next sweep starts it. On an
-    idempotent retry, the start is sent again if no message carries it (the first request may
-    have died before it could send it)."""
-    svc = services()
-    progress = svc.store.progress.progress([batch_id])[0]
-    if progress is None or progress.fanout_next > 0 or progress.terminal:
-        return
-    start = progress.start_message_id
-    if resend and start and Queues(tasks=svc.tasks).alive(START_BATCH, [start])[0]:
-        return
-    try:
-        svc.tasks.send(START_BATCH, batch_id)
-    except UNAVAILABLE as exc:
-        outage.lost(exc)
+    return batch_create.create_batch()  # reads the body (documented as CreateBatch) from the stream
 
 
 @batches.get("", responses={200: BatchJobs, 400: Error}, strict_slashes=False)
@@ -194,28 +134,6 @@ def _items_in_status(batch_id: str, query: BatchRequestsQuery) -> list[dict[str,
         else:
             after = items[-1]["id"]
     return found[-query.limit:] if backward else found[:query.limit]
-
-
-def check_requests(requests: list[LettaBatchRequest], *, max_steps_ceiling: int) -> None:
-    """The checks the schema cannot make, in one pass over the requests: the max_steps ceiling,
-    then each distinct agent exists and belongs to the caller's tenant (first offending index named)."""
-    first_index: dict[str, int] = {}
-    for index, item in enumerate(requests):
-        if item.max_steps is not None and item.max_steps > max_steps_ceiling:
-            check_max_steps(item, max_steps_ceiling, loc=["requests", index, "max_steps"])
-        first_index.setdefault(item.agent_id, index)
-    tenant = current_tenant()
-    agents = services().store.agents.get_many(list(first_index))
-    for agent_id, index in first_index.items():
-        agent = agents.get(agent_id)
-        if agent is None or owner_of(agent["created_by_id"]) != tenant:
-            raise ApiError(404, f"Agent {agent_id!r} (requests[{index}].agent_id) not found.")
-
-
-def check_max_steps(request: LettaRequest, ceiling: int, *, loc: list[str | int]) -> None:
-    """The ceiling is a setting, so it is checked here rather than in the schema."""
-    if request.max_steps is not None and request.max_steps > ceiling:
-        raise invalid_field(loc, f"must be at most {ceiling} (BATCHLINE_MAX_STEPS_CEILING)")
 
 
 def batch_or_404(batch_id: str) -> dict[str, Any]:

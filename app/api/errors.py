@@ -54,15 +54,24 @@ def error_response(status: int, detail: str, **extra: Any) -> Response:
 def validation_error_response(error: ValidationError) -> Response:
     """422 naming each invalid field and why, never echoing the input back. (A body that is no
     JSON object never gets here: app.api.body_guard answers it first.)"""
-    errors = [
-        {"loc": _without_union_tags(detail["loc"]), "msg": _message(detail)}
-        for detail in error.errors(include_url=False, include_input=False, include_context=False)
-    ]
+    details = error.errors(include_url=False, include_input=False, include_context=False)
+    return invalid_request(details, total=len(details))
+
+
+#: Invalid fields listed in a 422's `errors` (its sentence names the first 10).
+MAX_LISTED_ERRORS = 100
+
+
+def invalid_request(details: list[Any], *, total: int) -> Response:
+    """The 422 of `validation_error_response` from pydantic's error details (the first
+    MAX_LISTED_ERRORS of `total`, without input or context)."""
+    errors = [{"loc": _without_union_tags(detail["loc"]), "msg": _message(detail)}
+              for detail in details[:MAX_LISTED_ERRORS]]
     sentence = "; ".join(
         f"{'.'.join(str(part) for part in item['loc']) or 'body'}: {item['msg']}" for item in errors[:10])
-    if len(errors) > 10:
-        sentence += f"; and {len(errors) - 10} more"
-    return error_response(422, f"Invalid request: {sentence}.", errors=errors[:100])
+    if total > 10:
+        sentence += f"; and {total - 10} more"
+    return error_response(422, f"Invalid request: {sentence}.", errors=errors)
 
 
 def _message(detail: Any) -> str:

@@ -1,8 +1,10 @@
-"""A large JSON body (a batch of many requests) becomes hundreds of thousands of Python objects in
-one go. The cyclic garbage collector, triggered by allocations, then walks an ever larger heap:
-it took half the time of a 100,000-request create. None of those objects form cycles (reference
-counting frees them), so collection is paused while a request with a large body is handled, and
-resumes once no such request is."""
+"""A large JSON body (a batch of many requests) becomes hundreds of thousands of Python objects,
+a group of requests at a time (app/api/batch_create.py). The cyclic garbage collector, triggered
+by allocations, walks them again and again: with the body parsed whole it took half the time of a
+100,000-request create, and read a group at a time the create still measured slower without the
+pause (a median of 0.97 s against 0.76 s in-process, on a loaded machine). None of those
+objects form cycles (reference counting frees them), so collection is paused while a request
+with a large body is handled, and resumes once no such request is."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 from flask import request
 
@@ -25,9 +26,16 @@ def idempotency_key() -> str | None:
     return key
 
 
-def body_fingerprint(body: CreateBatch) -> str:
-    """SHA-256 of the validated body as canonical JSON: two bodies that mean the same (key order,
-    spacing, an explicit default) have the same fingerprint."""
-    canonical = json.dumps(body.model_dump(mode="json", include={"requests", "callback_url", "metadata"}),
+def requests_digest() -> Any:
+    """What a create updates with each stored request line (StagedRequests.digest)."""
+    return hashlib.sha256()
+
+
+def body_fingerprint(body: CreateBatch, digest: Any) -> str:
+    """SHA-256 of the other fields as canonical JSON and of the stored requests: two bodies that
+    mean the same (key order, spacing, an explicit default) have the same fingerprint. The stored
+    line of a request is canonical already (the validated model, serialized in field order), so
+    the requests are hashed as the create writes them, never held."""
+    canonical = json.dumps(body.model_dump(mode="json", include={"callback_url", "metadata"}),
                            sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(canonical.encode() + b"\n" + digest.digest()).hexdigest()

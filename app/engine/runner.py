@@ -8,7 +8,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +61,9 @@ class Finished:
     inputs: int
 
 
+#: Commits a batch item's run: (agent_id=, record=, batch_id=, item_id=) -> Commit.
+ItemCommitter = Callable[..., Awaitable[Commit]]
+
 #: Asked when a run is cancelled: the batch status that stopped it, or None when the run is
 #: being given back (the worker shuts down) and must not be recorded.
 StoppedAs = Callable[[], str | None]
@@ -69,11 +72,14 @@ StoppedAs = Callable[[], str | None]
 class RequestRunner:
     def __init__(self, *, settings: Settings, store: Store, providers: ProviderRegistry,
                  history: HistoryCache | None = None, redis_retry: RedisRetry | None = None,
-                 clock: Callable[[], int] = time.monotonic_ns) -> None:
+                 clock: Callable[[], int] = time.monotonic_ns, commits: ItemCommitter | None = None) -> None:
         self.settings = settings
         #: How a commit waits out a Redis outage: the run's result is in hand, and a run of a
         #: model is worth more than a wait (without it, the error is raised).
         self.redis_retry = redis_retry
+        #: How a batch item's run is committed when the caller batches commits (a worker:
+        #: actors/batching.py); without it, each on its own.
+        self.commits = commits
         self.store = store
         self.providers = providers
         self.history = history or HistoryCache(store=store, max_messages=settings.history_max_messages,
@@ -150,7 +156,10 @@ class RequestRunner:
             record.first_token_us = item.claimed_us + (run.first_token_ns - run.started_ns) // 1000
         arguments = {"agent_id": agent_id, "record": record, "batch_id": item.batch_id if item else None,
                      "item_id": item.item_id if item else None}
-        if self.redis_retry is None:
+        if item is not None and self.commits is not None:
+            commit = await self.commits(agent_id=agent_id, record=record, batch_id=item.batch_id,
+                                        item_id=item.item_id)
+        elif self.redis_retry is None:
             commit = commit_run(self.store, **arguments)
         else:
             commit = await self.redis_retry.call(commit_run, self.store, **arguments)

@@ -14,6 +14,8 @@ from app.store.agents import AgentStore
 from app.store.api_keys import ApiKeyStore
 from app.store.batches import BatchStore
 from app.store.callbacks import CallbackStore
+from app.store.claims import ClaimStore
+from app.store.commits import CommitStore
 from app.store.item_start import ItemStartStore
 from app.store.messages import MessageStore
 from app.store.model_limits import ModelLimitStore
@@ -58,6 +60,8 @@ class Store:
         self.batches = BatchStore(client=client, scripts=scripts)
         self.runs = RunStore(client=client, scripts=scripts)
         self.starts = ItemStartStore(client=client, scripts=scripts)
+        self.claims = ClaimStore(client=client, scripts=scripts)
+        self.commits = CommitStore(client=client, scripts=scripts)
         self.secrets = SecretStore(client=client)
         self.progress = ProgressStore(client=client, scripts=scripts)
         self.callbacks = CallbackStore(client=client, scripts=scripts)

@@ -5,16 +5,16 @@ State transitions run as Lua scripts (app/lua/)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from app.ids import iso_from_ns, new_id, new_ids
+from app.ids import iso_from_ns, new_id
 from app.schemas.batches import LettaBatchRequest
 from app.store import keys
-from app.store.blobs import REQUESTS_PER_BLOB, RequestBlobs, write_requests
+from app.store.blobs import REQUESTS_PER_BLOB, RequestBlobs, StagedRequests
 from app.store.model_limits import waiting_for
 from app.store.pagination import Order, page
 from app.store.scripts import Scripts
@@ -48,6 +48,10 @@ def _same_request(stored: str, fingerprint: str) -> str:
     return batch_id
 
 
+class StagedRequestsLost(Exception):
+    """The requests staged for a batch expired before its create could commit them."""
+
+
 @dataclass(frozen=True)
 class StopResult:
     """How a stop went (see stop_batch.lua)."""
@@ -70,12 +74,17 @@ class BatchStore:
         self.scripts = scripts
         self.blobs = RequestBlobs(client=client, scripts=scripts)
 
-    def create(self, *, requests: list[LettaBatchRequest], callback_url: str | None,
+    def stage(self, *, blob_size: int = REQUESTS_PER_BLOB, digest: Any = None) -> StagedRequests:
+        """A new batch's requests, written as they come; `create` commits them (app/store/blobs.py)."""
+        return StagedRequests(client=self.client, scripts=self.scripts, batch_id=new_id("job"), blob_size=blob_size,
+                              digest=digest)
+
+    def create(self, *, requests: Sequence[LettaBatchRequest] = (), callback_url: str | None,
                metadata: dict[str, Any] | None, completion_window_s: float,
                tenant: str = DEFAULT_TENANT, idempotency_key: str | None = None, fingerprint: str = "",
                idempotency_ttl_s: int = IDEMPOTENCY_TTL_S,
                admit: Callable[[], None] | None = None,
-               blob_size: int = REQUESTS_PER_BLOB) -> tuple[str, bool]:
+               blob_size: int = REQUESTS_PER_BLOB, staged: StagedRequests | None = None) -> tuple[str, bool]:
         """Store a batch and its items in one transaction; return (batch id, created).
 
         With an idempotency key already used, nothing is stored and the earlier batch id is returned
@@ -84,34 +93,43 @@ class BatchStore:
         (WATCHed), so a web process that dies half way leaves neither a key without a batch nor two
         batches for one key; a concurrent request with the same key waits for the winner's batch.
         `admit` is called only when a new batch is about to be stored, and may raise to refuse it.
-        The requests are stored `blob_size` to a blob (app/store/blobs.py).
+        The requests are `staged` (finished), or else `requests`, stored `blob_size` to a blob.
         """
-        batch_id = new_id("job")
+        if staged is None:
+            staged = self.stage(blob_size=blob_size)
+            staged.add(requests)
+            staged.finish()
         key = keys.idempotency(tenant, idempotency_key) if idempotency_key is not None else None
-        while True:
-            with self.client.pipeline(transaction=True) as pipe:
-                try:
-                    if key is not None:
-                        pipe.watch(key)
-                        if (earlier := pipe.get(key)) is not None:
+        staged_keys = staged.staged_keys()
+        try:
+            while True:
+                with self.client.pipeline(transaction=True) as pipe:
+                    try:
+                        if watched := [*([key] if key is not None else []), *staged_keys]:
+                            pipe.watch(*watched)
+                        if key is not None and (earlier := pipe.get(key)) is not None:
                             return _same_request(earlier, fingerprint), False
-                    if admit is not None:
-                        admit()
-                    self._store(pipe, batch_id, requests=requests, callback_url=callback_url, metadata=metadata,
-                                completion_window_s=completion_window_s, tenant=tenant, idempotency_key=key,
-                                idempotency_value=f"{batch_id} {fingerprint}", idempotency_ttl_s=idempotency_ttl_s,
-                                blob_size=blob_size)
-                    return batch_id, True
-                except redis.WatchError:
-                    continue  # a concurrent request with the same key won: answer with its batch
+                        if staged_keys and pipe.exists(*staged_keys) != len(staged_keys):
+                            raise StagedRequestsLost(staged.batch_id)
+                        if admit is not None:
+                            admit()
+                        self._store(pipe, staged, callback_url=callback_url, metadata=metadata,
+                                    completion_window_s=completion_window_s, tenant=tenant, idempotency_key=key,
+                                    idempotency_value=f"{staged.batch_id} {fingerprint}",
+                                    idempotency_ttl_s=idempotency_ttl_s)
+                        staged.committed = True
+                        return staged.batch_id, True
+                    except redis.WatchError:
+                        continue  # a concurrent request with the same key won: answer with its batch
+        finally:
+            staged.discard_unless_committed()
 
-    def _store(self, pipe: redis.client.Pipeline, batch_id: str, *, requests: list[LettaBatchRequest],
-               callback_url: str | None, metadata: dict[str, Any] | None, completion_window_s: float,
-               tenant: str, idempotency_key: str | None, idempotency_value: str, idempotency_ttl_s: int,
-               blob_size: int) -> None:
+    def _store(self, pipe: redis.client.Pipeline, staged: StagedRequests, *, callback_url: str | None,
+               metadata: dict[str, Any] | None, completion_window_s: float, tenant: str,
+               idempotency_key: str | None, idempotency_value: str, idempotency_ttl_s: int) -> None:
         seconds, micros = self.client.time()
         created_us = seconds * 1_000_000 + micros
-        agent_ids = {request.agent_id for request in requests}
+        batch_id, agent_ids = staged.batch_id, staged.first_index
         seq = self.client.incr(keys.SEQ)
         fields = {
             "id": batch_id, "status": BatchStatus.RUNNING, "created_us": created_us, "updated_us": created_us,
@@ -122,12 +140,11 @@ class BatchStore:
             "created_by_id": tenant,
             **{counter: 0 for counter in REQUEST_COUNTERS},
         }
-        fields["total"] = fields["pending"] = len(requests)
-        fields["blob_size"] = blob_size
-        item_ids = new_ids("batch_item", len(requests))
+        fields["total"] = fields["pending"] = staged.count
+        fields["blob_size"] = staged.blob_size
         pipe.multi()
         pipe.hset(keys.batch(batch_id), mapping=fields)
-        write_requests(pipe, self.scripts, batch_id, item_ids, requests, blob_size=blob_size)
+        staged.commit(pipe)
         pipe.zadd(keys.BATCHES, {batch_id: seq})
         pipe.zadd(keys.tenant_batches(tenant), {batch_id: seq})
         pipe.zadd(keys.ACTIVE_BATCHES, {batch_id: seq})

@@ -1,21 +1,19 @@
 """What a worker reads to start batch items, in as few round trips as the guarantees allow: the
-chunk's items in one pipeline, then per item one pipeline that claims it (claim_item.lua, still
-the one atomic step) and, right behind the claim, reads the agent, the agent's history newer
-than what the process holds, and a small request body. Without this an item cost five or six
-round trips before its model call, each one blocking the worker's event loop."""
+chunk's items (ids, agents, where their requests lie) in two round trips whatever its size; then
+the items are claimed, many to a round trip, with everything their runs read
+(app/store/claims.py). Without this an item cost five or six round trips before its model call,
+each one blocking the worker's event loop."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from app.store import keys
-from app.store.agents import AgentStore
-from app.store.blobs import request_bytes, request_range
-from app.store.messages import NewerMessage, newer_args, parse_newer
+from app.store.blobs import RequestBlobs, request_bytes
+from app.store.messages import NewerMessage
 from app.store.runs import Claim, StoredItem
 from app.store.scripts import Scripts
 
@@ -41,6 +39,30 @@ class ItemStartStore:
     def __init__(self, *, client: redis.Redis, scripts: Scripts) -> None:
         self.client = client
         self.scripts = scripts
+        self.blobs = RequestBlobs(client=client, scripts=scripts)
+
+    def load_chunk(self, batch_id: str, *, start: int, stop: int) -> tuple[list[str], dict[str, StoredItem]] | None:
+        """The ids of the batch's items at positions `start` to `stop`, and what a worker needs to
+        claim each (StoredItem, by id; an item missing there has no request any more); None when
+        the batch is gone. For a blob-stored batch this is read from the batch and its small
+        place lists, whether or not the items have hashes yet: their claim makes them."""
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.batch(batch_id), ["status", "blob_size", "agent_id"])
+            pipe.zrange(keys.batch_items(batch_id), start, stop)
+            (status, blob_size, batch_agent), item_ids = pipe.execute()
+        if status is None:
+            return None
+        if not blob_size:
+            return item_ids, self.load_items(item_ids) if item_ids else {}
+        places = self.blobs.places(batch_id, int(blob_size), list(range(start, start + len(item_ids))))
+        found = {}
+        for index, item_id in enumerate(item_ids, start):
+            if index in places:
+                number, first, last, agent_id = places[index]
+                found[item_id] = StoredItem(id=item_id, batch_id=batch_id, agent_id=batch_agent or agent_id,
+                                            request_bytes=last - first + 1, request_at=f"{number}:{first}:{last}",
+                                            index=index)
+        return item_ids, found
 
     def load_items(self, item_ids: list[str]) -> dict[str, StoredItem]:
         """The chunk's items (those that exist), in one round trip: ids, agent and request size
@@ -56,40 +78,3 @@ class ItemStartStore:
                 found[found_id] = StoredItem(id=found_id, batch_id=batch_id, agent_id=agent_id,
                                              request_bytes=size or request_bytes(request_at), request_at=request_at)
         return found
-
-    def claim_and_load(self, item: StoredItem, *, owner: str, lease_s: float, history_after_seq: int,
-                       history_limit: int, history_max_bytes: int) -> ItemStart:
-        """Claim the item (as RunStore.claim) and read what its run needs, in one round trip. The
-        reads run after the claim on the server; the caller uses them only when it is "run"."""
-        small = item.request_bytes <= SMALL_REQUEST_BYTES
-        for _attempt in range(2):
-            with self.client.pipeline(transaction=False) as pipe:
-                pipe.evalsha(self.scripts.claim_item.sha, 2, keys.item(item.id), keys.batch(item.batch_id), owner,
-                             int(lease_s * 1_000_000))
-                pipe.get(keys.agent(item.agent_id))
-                pipe.hgetall(keys.agent_blocks(item.agent_id))
-                pipe.evalsha(self.scripts.newer_messages.sha, 1, keys.agent_messages(item.agent_id),
-                             *newer_args(history_after_seq, history_limit, history_max_bytes))
-                if small and item.request_at:
-                    pipe.getrange(*request_range(item.batch_id, item.request_at))
-                elif small:
-                    pipe.hget(keys.item(item.id), "request")
-                replies = pipe.execute(raise_on_error=False)
-            if not any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
-                break
-            # Redis lost its script cache (a restart, SCRIPT FLUSH): load the scripts again.
-            self.client.script_load(self.scripts.claim_item.script)
-            self.client.script_load(self.scripts.newer_messages.script)
-            if not isinstance(replies[0], redis.exceptions.NoScriptError):
-                replies[3] = None  # the claim ran: keep it, and let the run read its history itself
-                break
-            # Nothing ran but reads: ask again.
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        (action, now_us), raw_agent, blocks, *rest = replies
-        newer, *rest = rest
-        request = rest[0] if small else None
-        agent = None if raw_agent is None else AgentStore.from_stored(json.loads(raw_agent), blocks)
-        return ItemStart(item=item, claim=Claim(action, int(now_us)), agent=agent,
-                         newer=None if newer is None else parse_newer(newer), request=request)

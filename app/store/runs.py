@@ -1,5 +1,7 @@
 """The worker's side of a batch item: claim it under a lease, keep the lease alive, and commit
-its outcome, messages and memory changes exactly once (app/lua/claim_item.lua, commit_run.lua)."""
+its outcome, messages and memory changes exactly once (app/lua/claim_item.lua, and for many items
+at once claim_items.lua, commit_items.lua: app/store/claims.py, commits.py); and the commit of a
+run outside a batch (commit_run.lua)."""
 
 from __future__ import annotations
 
@@ -11,9 +13,7 @@ import redis
 
 from app.store import keys
 from app.store.blobs import RequestBlobs, request_bytes
-from app.store.monitor import METRIC_ARGS, METRIC_KEYS
 from app.store.scripts import Scripts
-from app.vocabulary import StopReason
 
 #: The error of a run that answered an approval another request had already answered.
 ALREADY_ANSWERED = "This approval was already answered by another request; this answer was not applied."
@@ -39,6 +39,9 @@ class StoredItem:
     #: Where the request lies in its batch's blob ("<blob>:<first>:<last>"); None for a batch
     #: stored before blobs (its item hash holds the request).
     request_at: str | None = None
+    #: The item's position in its batch, when its hash may not exist yet: the claim makes it
+    #: (claim_items.lua). None for an item whose hash exists (a batch stored before blobs).
+    index: int | None = None
 
 
 @dataclass
@@ -121,33 +124,27 @@ class RunStore:
 
     def commit(self, *, agent_id: str, record: RunRecord, batch_id: str | None = None,
                item_id: str | None = None) -> Commit:
-        in_batch = batch_id is not None and item_id is not None
+        if batch_id is not None and item_id is not None:
+            # A batch item commits as the worker commits many at once (imported here: commits.py
+            # builds on this module's records).
+            from app.store.commits import CommitStore, ItemCommit
+
+            entry = ItemCommit(batch_id=batch_id, item_id=item_id, agent_id=agent_id, record=record)
+            return CommitStore(client=self.client, scripts=self.scripts).commit_many([entry])[0]
         payload = json.dumps({
             "messages": [[message["id"], json.dumps(message)] for message in record.messages],
-            "blocks": [[block["label"], json.dumps(_stored(block)), block.get("base_version", 0)]
+            "blocks": [[block["label"], json.dumps(stored_block(block)), block.get("base_version", 0)]
                        for block in record.blocks],
         })
         committed, remaining, batch_status, stale, refused = self.scripts.commit_run(
-            keys=[
-                keys.SEQ, keys.agent_messages(agent_id), keys.agent_blocks(agent_id),
-                keys.item(item_id) if in_batch else "", keys.batch(batch_id) if in_batch else "",
-                keys.batch_messages(batch_id) if in_batch else "",
-                keys.batch_agent_messages(batch_id, agent_id) if in_batch else "",
-                keys.agent(agent_id), keys.agent_pending_approval(agent_id), *METRIC_KEYS,
-            ],
-            args=[
-                keys.MESSAGE_PREFIX, payload, record.outcome, record.stop_reason or "",
-                "" if record.ttft_ns is None else record.ttft_ns,
-                "" if record.total_duration_ns is None else record.total_duration_ns,
-                record.error or "", "" if record.first_token_us is None else record.first_token_us,
-                record.answers_approval or "", _left_pending(record.messages) or "",
-                ALREADY_ANSWERED, StopReason.ERROR, *METRIC_ARGS,
-            ],
+            keys=[keys.SEQ, keys.agent_messages(agent_id), keys.agent_blocks(agent_id), keys.agent(agent_id),
+                  keys.agent_pending_approval(agent_id)],
+            args=[keys.MESSAGE_PREFIX, payload, record.answers_approval or "", left_pending(record.messages) or ""],
         )
         return Commit(committed == 1, int(remaining), batch_status, stale or None, refused=refused == 1)
 
 
-def _left_pending(messages: list[dict[str, Any]]) -> str | None:
+def left_pending(messages: list[dict[str, Any]]) -> str | None:
     """The id of the approval request the run ends waiting on: its last approval message, when
     that is a request (it has tool_calls) rather than a response."""
     for message in reversed(messages):
@@ -156,6 +153,6 @@ def _left_pending(messages: list[dict[str, Any]]) -> str | None:
     return None
 
 
-def _stored(block: dict[str, Any]) -> dict[str, Any]:
+def stored_block(block: dict[str, Any]) -> dict[str, Any]:
     stored = {key: value for key, value in block.items() if key != "base_version"}
     return stored | {"version": block.get("base_version", 0) + 1}

@@ -17,8 +17,11 @@ class Scripts:
             return client.register_script((_LUA_DIR / f"{name}.lua").read_text())
 
         self.claim_item = load("claim_item")
+        self.claim_items = load("claim_items")
+        self.commit_items = load("commit_items")
         self.materialize_items = load("materialize_items")
         self.add_items = load("add_items")
+        self.persist_keys = load("persist_keys")
         self.renew_leases = load("renew_leases")
         self.release_item = load("release_item")
         self.commit_run = load("commit_run")

@@ -1,4 +1,4 @@
-"""What commit_run.lua and stop_batch.lua refuse, on a real Redis: a second answer to one approval,
+"""What commit_items.lua, commit_run.lua and stop_batch.lua refuse, on a real Redis: a second answer to one approval,
 data that would fail halfway through a script (nothing may be written), and keys of a deleted agent."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from app.providers.base import ToolCall
 from app.schemas.agents import CreateAgent
 from app.schemas.batches import LettaBatchRequest
 from app.store import Store, keys
+from app.store.monitor import METRIC_ARGS, METRIC_KEYS
 from app.store.runs import ALREADY_ANSWERED, RunRecord
 
 
@@ -120,12 +121,13 @@ def test_given_a_run_that_pauses_again_after_answering_when_committed_then_its_n
 
 def _raw_commit(store: Store, agent_id: str, batch_id: str, item_id: str, payload: dict,
                 first_token_us: str = "") -> None:
-    store.runs.scripts.commit_run(
-        keys=[keys.SEQ, keys.agent_messages(agent_id), keys.agent_blocks(agent_id), keys.item(item_id),
-              keys.batch(batch_id), keys.batch_messages(batch_id), keys.batch_agent_messages(batch_id, agent_id),
-              keys.agent(agent_id), keys.agent_pending_approval(agent_id)],
-        args=[keys.MESSAGE_PREFIX, json.dumps(payload), "succeeded", "end_turn", 5, 9, "", first_token_us, "", "",
-              ALREADY_ANSWERED, "error"])
+    item = {"agent": 1, **payload, "outcome": "succeeded", "stop_reason": "end_turn", "ttft_ns": "5",
+            "total_ns": "9", "first_token_us": first_token_us}
+    store.runs.scripts.commit_items(
+        keys=[keys.SEQ, keys.batch(batch_id), keys.batch_messages(batch_id), *METRIC_KEYS, keys.agent(agent_id),
+              keys.agent_blocks(agent_id), keys.agent_messages(agent_id), keys.agent_pending_approval(agent_id),
+              keys.item(item_id)],
+        args=[keys.MESSAGE_PREFIX, *METRIC_ARGS, ALREADY_ANSWERED, "error", "w1", json.dumps([item]), 1])
 
 
 def _message(agent_id: str, item_id: str) -> list[str]:
@@ -140,7 +142,7 @@ def _message(agent_id: str, item_id: str) -> list[str]:
     ("a block that is not JSON",
      lambda a, i: {"messages": [_message(a, i)], "blocks": [["human", "{not json", 0]]}, ""),
 ])
-def test_given_bad_data_when_commit_run_would_fail_midway_then_it_fails_before_writing_anything(
+def test_given_bad_data_when_an_item_commit_would_fail_midway_then_it_fails_before_writing_anything(
         store, snapshot, case, payload, first_token_us):
     agent_id = _agent(store)
     batch_id, [item_id] = _claimed_batch(store, agent_id, 1)

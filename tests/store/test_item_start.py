@@ -18,7 +18,7 @@ def store(redis_url: str) -> Store:
     store = Store(client=connect(redis_url))
     # The session's Redis keeps scripts other tests loaded: start every test from a full cache,
     # so that which of the claim's scripts an earlier test happened to load does not matter.
-    for script in (store.starts.scripts.claim_item, store.starts.scripts.newer_messages):
+    for script in (store.starts.scripts.claim_items, store.starts.scripts.newer_messages):
         store.client.script_load(script.script)
     return store
 
@@ -41,8 +41,9 @@ def _commit(store: Store, agent_id: str, *texts: str) -> None:
 
 
 def _start(store: Store, item, *, owner: str = "w1", after_seq: int = -1, limit: int = 200):
-    return store.starts.claim_and_load(item, owner=owner, lease_s=30, history_after_seq=after_seq,
-                                       history_limit=limit, history_max_bytes=100_000)
+    [start] = store.claims.claim_many([item], owner=owner, lease_s=30, history_after_seq=lambda _agent: after_seq,
+                                      history_limit=limit, history_max_bytes=100_000)
+    return start
 
 
 def test_given_a_chunk_of_items_when_loaded_then_each_comes_with_its_agent_and_request_size(store):
@@ -103,7 +104,7 @@ def test_given_redis_lost_only_the_history_script_when_claimed_then_the_claim_st
     _, _, [item_id] = _batch(store, "hello")
     item = store.starts.load_items([item_id])[item_id]
     store.client.script_flush()
-    store.client.script_load(store.starts.scripts.claim_item.script)
+    store.client.script_load(store.starts.scripts.claim_items.script)
     start = _start(store, item)
     assert (start.claim.action, start.newer) == ("run", None)
     assert store.client.hget(keys.item(item_id), "attempts") == "1"

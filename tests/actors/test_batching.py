@@ -1,0 +1,144 @@
+"""Claims and commits batched per event-loop tick (actors/batching.py), on a real Redis: items that
+are ready together go in one round trip, and each still gets exactly its own outcome."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import redis
+
+from actors.batching import ClaimBatcher, CommitBatcher
+from actors.runtime import WorkerRuntime
+from app.engine.history import HistoryCache
+from app.engine.messages import new_message
+from app.redis_retry import RedisRetry
+from app.schemas.agents import CreateAgent
+from app.schemas.batches import LettaBatchRequest
+from app.settings import Settings
+from app.store import Store, keys
+from app.store.runs import RunRecord
+from tests.fakes.model_servers import FakeOpenAIServer
+
+
+def _batch(store: Store, n: int, **agent: Any) -> tuple[str, str, list[str]]:
+    agent_id = store.agents.create(CreateAgent(model="simulated/echo", **agent))["id"]
+    requests = [LettaBatchRequest(agent_id=agent_id, input=f"q{i}") for i in range(n)]
+    batch_id, _ = store.batches.create(requests=requests, callback_url=None, metadata=None, completion_window_s=60)
+    return agent_id, batch_id, store.batches.item_ids(batch_id, start=0, stop=-1)
+
+
+def _appending(store: Store, agent_id: str, item_id: str, text: str) -> RunRecord:
+    """A run that appended `text` to the agent's `human` block, as read before any run committed."""
+    block = store.agents.blocks(agent_id)["human"]
+    edited = block | {"value": f"{block['value']}\n{text}", "base_version": block.get("version", 0)}
+    messages = [new_message("user", [{"type": "text", "text": text}], agent_id=agent_id, batch_item_id=item_id)]
+    return RunRecord(outcome="succeeded", stop_reason="end_turn", messages=messages, blocks=[edited],
+                     block_edits=[("core_memory_append", {"label": "human", "content": text})])
+
+
+def test_given_two_runs_of_one_agent_ending_in_one_tick_when_committed_then_one_flush_takes_both_and_the_second_replays(
+        store):
+    agent_id, batch_id, item_ids = _batch(store, 2, memory_blocks=[{"label": "human", "value": "Name: Sam"}])
+    for item_id in item_ids:
+        assert store.runs.claim(batch_id=batch_id, item_id=item_id, owner="w1", lease_s=30).action == "run"
+    records = [_appending(store, agent_id, item_id, text)
+               for item_id, text in zip(item_ids, ["Likes tea.", "Likes jazz."], strict=True)]
+    commits = CommitBatcher(store=store, owner="w1", redis_retry=RedisRetry(give_up=lambda: False))
+
+    async def both() -> list[Any]:
+        return await asyncio.gather(*(commits.commit(agent_id=agent_id, record=record, batch_id=batch_id,
+                                                     item_id=item_id)
+                                      for item_id, record in zip(item_ids, records, strict=True)))
+
+    first, second = asyncio.run(both())
+    assert first.committed and second.committed and second.remaining == 0
+    # One flush for both; the second run's edit, stale there, replayed on the first's in a second.
+    assert (commits.batcher.flushes, commits.batcher.entries) == (2, 3)
+    assert store.agents.blocks(agent_id)["human"]["value"] == "Name: Sam\nLikes tea.\nLikes jazz."
+    history = store.client.zrange(keys.agent_messages(agent_id), 0, -1)
+    assert history == [records[0].messages[0]["id"], records[1].messages[0]["id"]]
+
+
+def test_given_a_chunk_of_items_ready_in_one_tick_when_claimed_then_one_flush_claims_them_all(store):
+    agent_id, batch_id, item_ids = _batch(store, 5)
+    _ids, stored = store.starts.load_chunk(batch_id, start=0, stop=4)
+    history = HistoryCache(store=store, max_messages=50, max_bytes=1 << 20)
+    claims = ClaimBatcher(store=store, owner="w1", lease_s=30, history=history)
+
+    async def claim_all() -> list[Any]:
+        return await asyncio.gather(*(claims.claim(stored[item_id]) for item_id in item_ids))
+
+    starts = asyncio.run(claim_all())
+    assert [start.claim.action for start in starts] == ["run"] * 5
+    assert (claims.batcher.flushes, claims.batcher.entries) == (1, 5)
+    assert [LettaBatchRequest.model_validate_json(start.request).input for start in starts] == [
+        f"q{i}" for i in range(5)]
+    assert all(start.agent["id"] == agent_id for start in starts)
+    counts = store.batches.get(batch_id)["request_counts"]
+    assert counts["running"] == 5 and counts["pending"] == 0
+    # The claim made each item's hash (no materialize step before it).
+    assert store.client.hget(keys.item(item_ids[3]), "idx") == "3"
+    assert store.client.hget(keys.item(item_ids[3]), "lease_owner") == "w1"
+
+
+def test_given_one_chunk_delivered_twice_to_one_process_when_both_run_at_once_then_each_item_runs_once(
+        store, redis_url, tmp_path):
+    with FakeOpenAIServer() as model:
+        agent_id = store.agents.create(CreateAgent(llm_config={
+            "model": "gpt-4o-mini", "model_endpoint_type": "openai", "model_endpoint": model.base_url,
+            "context_window": 64_000}))["id"]
+        requests = [LettaBatchRequest(agent_id=agent_id, input=f"question {i}") for i in range(4)]
+        batch_id, _ = store.batches.create(requests=requests, callback_url=None, metadata=None,
+                                           completion_window_s=60)
+        runtime = WorkerRuntime(settings=Settings(redis_url=redis_url, var_dir=tmp_path, _env_file=None,
+                                                  item_lease_s=3),
+                                redis_url=redis_url, tasks=_NoTasks())
+
+        async def twice() -> None:
+            await runtime.start()
+            try:
+                await asyncio.gather(runtime.run_chunk(batch_id, 0, 3), runtime.run_chunk(batch_id, 0, 3))
+            finally:
+                runtime.shutting_down = True
+                await runtime.close()
+
+        asyncio.run(twice())
+        asked = sorted(message["content"] for request in model.requests for message in request["messages"]
+                       if message["role"] == "user" and message["content"].startswith("question"))
+    assert store.batches.get(batch_id)["request_counts"]["succeeded"] == 4
+    # Each item's question reached the model once (a later prompt carries earlier ones as history).
+    assert len(model.requests) == 4, asked
+
+
+class _NoTasks:
+    def send(self, actor_name: str, *args: Any, delay_ms: int | None = None) -> None:
+        pass
+
+
+def test_given_one_item_whose_hash_is_corrupt_in_a_flush_when_committed_then_only_it_fails_and_nothing_is_half_written(
+        store):
+    agent_id, batch_id, item_ids = _batch(store, 3)
+    for item_id in item_ids:
+        assert store.runs.claim(batch_id=batch_id, item_id=item_id, owner="w1", lease_s=30).action == "run"
+    store.client.delete(keys.item(item_ids[1]))
+    store.client.set(keys.item(item_ids[1]), "not a hash")
+    records = [RunRecord(outcome="succeeded", stop_reason="end_turn", messages=[new_message(
+        "user", [{"type": "text", "text": item_id}], agent_id=agent_id, batch_item_id=item_id)])
+        for item_id in item_ids]
+    commits = CommitBatcher(store=store, owner="w1", redis_retry=RedisRetry(give_up=lambda: False))
+
+    async def all_three() -> list[Any]:
+        return await asyncio.gather(*(commits.commit(agent_id=agent_id, record=record, batch_id=batch_id,
+                                                     item_id=item_id)
+                                      for item_id, record in zip(item_ids, records, strict=True)),
+                                    return_exceptions=True)
+
+    first, second, third = asyncio.run(all_three())
+    assert first.committed and third.committed
+    assert isinstance(second, redis.ResponseError)
+    assert [store.client.hget(keys.item(item_ids[i]), "status") for i in (0, 2)] == ["succeeded", "succeeded"]
+    counts = store.batches.get(batch_id)["request_counts"]
+    assert counts["succeeded"] == 2 and counts["running"] == 1
+    assert store.client.zrange(keys.batch_messages(batch_id), 0, -1) == [
+        records[0].messages[0]["id"], records[2].messages[0]["id"]]
