@@ -4,7 +4,8 @@
 -- materialize_items.lua would make it), so it costs one HMGET and one HSET in all.
 -- KEYS[1] batch hash, KEYS[2..n+1] item hashes
 -- ARGV[1] owner (worker run id), ARGV[2] lease length in microseconds, ARGV[3] batch id, then four
---   values per item, in KEYS order: item id, agent id, index, request_at ("<blob>:<first>:<last>");
+--   values per item, in KEYS order: item id (not stored: the hash's key names it), agent id, index,
+--   request_at ("<blob>:<first>:<last>");
 --   request_at '' when the item is not to be made here (a batch stored before blobs)
 -- Returns {now_us, action per item}: the actions of claim_item.lua (run, busy, done, stopped,
 -- stop_running, missing). A hash without a status (only a field another step set early, such as
@@ -34,7 +35,7 @@ for i = 2, #KEYS do
   local made = {}
   if not status and ARGV[at + 3] ~= '' then
     status = 'pending'
-    made = {'id', ARGV[at], 'batch_id', ARGV[3], 'agent_id', ARGV[at + 1], 'idx', ARGV[at + 2],
+    made = {'batch_id', ARGV[3], 'agent_id', ARGV[at + 1], 'idx', ARGV[at + 2],
       'request_at', ARGV[at + 3]}
   end
   local action

@@ -201,7 +201,7 @@ class BatchStore:
             stored = pipe.execute()
         pending = self.blobs.unmaterialized(batch_id, [item_id for item_id, fields in zip(ids, stored, strict=True)
                                                        if not fields])
-        return [batch_item(fields or pending[item_id], batch_status)
+        return [batch_item({"id": item_id, **fields} if fields else pending[item_id], batch_status)
                 for item_id, fields in zip(ids, stored, strict=True) if fields or item_id in pending]
 
     def stop(self, batch_id: str, *, status: str) -> StopResult:

@@ -69,12 +69,13 @@ class ItemStartStore:
         never change once an item is stored."""
         with self.client.pipeline(transaction=False) as pipe:
             for item_id in item_ids:
-                pipe.hmget(keys.item(item_id), ["id", "batch_id", "agent_id", "request_at"])
+                pipe.hmget(keys.item(item_id), ["batch_id", "agent_id", "request_at"])
                 pipe.hstrlen(keys.item(item_id), "request")
             replies = pipe.execute()
         found = {}
-        for (found_id, batch_id, agent_id, request_at), size in zip(replies[::2], replies[1::2], strict=True):
-            if found_id is not None:
-                found[found_id] = StoredItem(id=found_id, batch_id=batch_id, agent_id=agent_id,
+        for item_id, (batch_id, agent_id, request_at), size in zip(item_ids, replies[::2], replies[1::2],
+                                                                   strict=True):
+            if batch_id is not None:
+                found[item_id] = StoredItem(id=item_id, batch_id=batch_id, agent_id=agent_id,
                                              request_bytes=size or request_bytes(request_at), request_at=request_at)
         return found

@@ -22,7 +22,7 @@ from app.store.blobs import RequestBlobs
 #: ids, messages).
 EXPORT_PAGE_ITEMS = 500
 
-_ITEM_FIELDS = ("id", "batch_id", "agent_id", "idx", "status", "stop_reason", "ttft_ns", "total_duration_ns",
+_ITEM_FIELDS = ("batch_id", "agent_id", "idx", "status", "stop_reason", "ttft_ns", "total_duration_ns",
                 "error", "attempts", "started_us", "completed_us", "msg_seq")
 
 
@@ -51,7 +51,8 @@ class ResultStore:
             batch_status, *rows = pipe.execute()
         pending = self.blobs.unmaterialized(batch_id, [item_id for item_id, row in zip(item_ids, rows, strict=True)
                                                        if row[0] is None])
-        items = [dict(zip(_ITEM_FIELDS, row, strict=True)) if row[0] is not None else pending[item_id]
+        items = [{"id": item_id, **dict(zip(_ITEM_FIELDS, row, strict=True))} if row[0] is not None
+                 else pending[item_id]
                  for item_id, row in zip(item_ids, rows, strict=True) if row[0] is not None or item_id in pending]
         with self.client.pipeline(transaction=False) as pipe:
             for fields in items:

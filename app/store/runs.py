@@ -88,12 +88,12 @@ class RunStore:
 
     def load_item(self, item_id: str) -> StoredItem:
         with self.client.pipeline(transaction=False) as pipe:
-            pipe.hmget(keys.item(item_id), ["id", "batch_id", "agent_id", "request_at"])
+            pipe.hmget(keys.item(item_id), ["batch_id", "agent_id", "request_at"])
             pipe.hstrlen(keys.item(item_id), "request")
-            (found_id, batch_id, agent_id, request_at), size = pipe.execute()
-        if found_id is None:
+            (batch_id, agent_id, request_at), size = pipe.execute()
+        if batch_id is None:
             raise LookupError(f"batch item {item_id} does not exist")
-        return StoredItem(id=found_id, batch_id=batch_id, agent_id=agent_id,
+        return StoredItem(id=item_id, batch_id=batch_id, agent_id=agent_id,
                           request_bytes=size or request_bytes(request_at), request_at=request_at)
 
     def load_request(self, item_id: str) -> str:

@@ -80,6 +80,9 @@ def test_given_a_chunk_of_items_ready_in_one_tick_when_claimed_then_one_flush_cl
     # The claim made each item's hash (no materialize step before it).
     assert store.client.hget(keys.item(item_ids[3]), "idx") == "3"
     assert store.client.hget(keys.item(item_ids[3]), "lease_owner") == "w1"
+    assert not store.client.hexists(keys.item(item_ids[3]), "id")  # its key names it
+    assert [item["id"] for item in store.batches.items_page(batch_id, after=None, before=None, limit=10,
+                                                            order="asc")] == item_ids
 
 
 def test_given_one_chunk_delivered_twice_to_one_process_when_both_run_at_once_then_each_item_runs_once(

@@ -44,6 +44,7 @@ def test_given_an_unclaimed_item_when_claimed_then_its_hash_is_small_and_compact
     assert (stored["status"], stored["idx"], stored["agent_id"], stored["batch_id"]) == (
         "running", "4", agent["id"], batch_id)
     assert "request" not in stored
+    assert "id" not in stored  # the key names it: about 50 bytes an item
     assert store.client.object("encoding", keys.item(item_ids[4])) in ("ziplist", "listpack")
     assert LettaBatchRequest.model_validate_json(store.runs.load_request(item_ids[4])) == requests[4]
     assert store.runs.load_item(item_ids[4]).request_bytes == len(store.runs.load_request(item_ids[4]).encode())
