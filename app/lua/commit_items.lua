@@ -21,22 +21,9 @@
 -- refused is 1 when the run answered an approval another run answered first: the item is recorded
 -- as errored (ARGV[5], ARGV[6]) without its messages or blocks.
 -- Every value is read and checked before the first write (Redis does not undo a script's writes).
-local function int(value)
-  if value == false or value == nil or value == '' then return 0 end
-  if type(value) == 'number' and value == math.floor(value) then return value end
-  if type(value) == 'string' and string.match(value, '^%-?%d+$') then return tonumber(value) end
-  return nil
-end
-local function fmt(n) return string.format('%.0f', n) end
-local function bad(what) return redis.error_reply('commit_items: ' .. what .. '; nothing was written') end
+local SCRIPT = 'commit_items'
+--#include checked
 local function str(value) if type(value) == 'string' then return value end return '' end
-local function call_sliced(command, key, args, per_call)
-  for first = 1, #args, per_call do
-    local slice = {}
-    for i = first, math.min(first + per_call - 1, #args) do slice[#slice + 1] = args[i] end
-    if key then redis.call(command, key, unpack(slice)) else redis.call(command, unpack(slice)) end
-  end
-end
 
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])

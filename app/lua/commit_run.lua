@@ -14,21 +14,8 @@
 -- Every value is read and checked before the first write: Redis does not undo a script's
 -- earlier writes when a later command fails, so bad data must stop the script before any.
 -- A deleted agent gets no keys back: nothing is written for it.
-local function int(value)
-  if value == false or value == nil or value == '' then return 0 end
-  if type(value) == 'number' and value == math.floor(value) then return value end
-  if type(value) == 'string' and string.match(value, '^%-?%d+$') then return tonumber(value) end
-  return nil
-end
-local function fmt(n) return string.format('%.0f', n) end
-local function bad(what) return redis.error_reply('commit_run: ' .. what .. '; nothing was written') end
-local function call_sliced(command, key, args, per_call)
-  for first = 1, #args, per_call do
-    local slice = {}
-    for i = first, math.min(first + per_call - 1, #args) do slice[#slice + 1] = args[i] end
-    if key then redis.call(command, key, unpack(slice)) else redis.call(command, unpack(slice)) end
-  end
-end
+local SCRIPT = 'commit_run'
+--#include checked
 
 local decoded, payload = pcall(cjson.decode, ARGV[2])
 if not decoded or type(payload) ~= 'table' then return bad('the payload is not a JSON object') end

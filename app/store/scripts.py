@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import redis
 
 _LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
+#: `--#include NAME` on a line of its own puts app/lua/lib/NAME.lua there (Redis scripts cannot
+#: share functions otherwise).
+_INCLUDE = re.compile(r"^--#include (\w+)$", re.MULTILINE)
+
+
+def script_text(name: str) -> str:
+    """The source of app/lua/NAME.lua with its includes in place."""
+    return _INCLUDE.sub(lambda match: (_LUA_DIR / "lib" / f"{match.group(1)}.lua").read_text().rstrip("\n"),
+                        (_LUA_DIR / f"{name}.lua").read_text())
 
 
 class Scripts:
@@ -14,7 +24,7 @@ class Scripts:
 
     def __init__(self, *, client: redis.Redis) -> None:
         def load(name: str):
-            return client.register_script((_LUA_DIR / f"{name}.lua").read_text())
+            return client.register_script(script_text(name))
 
         self.claim_item = load("claim_item")
         self.claim_items = load("claim_items")
