@@ -114,19 +114,21 @@ def start_and_wait(store: Store, tasks: TaskQueue, batch_id: str) -> int:
         time.sleep(POLL_S)
 
 
-def parse_raw_profile(path: Path) -> Counter:
+def parse_raw_profile(path: Path, categories: list[tuple[str, tuple[str, ...]]] | None = None, *,
+                      rest: str = "other threads (Dramatiq consumer and workers)") -> Counter:
+    """Samples of a `py-spy record --format raw` file, each given to the first of `categories`
+    (this module's CATEGORIES by default) that one of its markers names on its stack, else to `rest`."""
     split: Counter = Counter()
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
             continue
-        frames = stack.split(";")
-        for name, markers in CATEGORIES:
-            if any(marker in frame for frame in frames for marker in markers):
+        for name, markers in categories or CATEGORIES:
+            if any(marker in stack for marker in markers):
                 split[name] += int(count)
                 break
         else:
-            split["other threads (Dramatiq consumer and workers)"] += int(count)
+            split[rest] += int(count)
     return split
 
 

@@ -21,13 +21,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from bench import figures
 from bench.harness import Deployment, deployment, load
+from bench.per_item import parse_raw_profile
 
 #: Where a py-spy sample is counted: the first category, in this order, with a marker in any frame of
 #: its stack (so a Redis call of the claim counts as the claim, not as "redis client").
@@ -47,21 +47,6 @@ CATEGORIES = [
     ("rest of the item (app/engine, actors)", ("app/", "actors/")),
     ("asyncio event loop", ("asyncio/",)),
 ]
-
-
-def parse_raw_profile(path: Path) -> Counter:
-    split: Counter = Counter()
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not count.isdigit():
-            continue
-        for name, markers in CATEGORIES:
-            if any(marker in stack for marker in markers):
-                split[name] += int(count)
-                break
-        else:
-            split["other"] += int(count)
-    return split
 
 
 @contextmanager
@@ -165,7 +150,7 @@ def main() -> None:
     for round_, name, _, _, out in rows:
         if out is None or not out.exists():
             continue
-        split = parse_raw_profile(out)
+        split = parse_raw_profile(out, CATEGORIES, rest="other")
         total = sum(split.values()) or 1
         # Shares only: the profiler slows the worker, so its CPU figure is not the unprofiled one.
         print(f"\nround {round_} {name}: {total} samples")
