@@ -42,18 +42,8 @@ for _, item in ipairs(items) do
   end
   item.messages, item.blocks = item.messages or {}, item.blocks or {}
   if type(item.messages) ~= 'table' or type(item.blocks) ~= 'table' then return bad('messages and blocks must be lists') end
-  for _, pair in ipairs(item.messages) do
-    if type(pair) ~= 'table' or type(pair[1]) ~= 'string' or type(pair[2]) ~= 'string' then
-      return bad('a message is not [id, json]')
-    end
-  end
-  for _, block in ipairs(item.blocks) do
-    if type(block) ~= 'table' or type(block[1]) ~= 'string' or type(block[2]) ~= 'string' or int(block[3]) == nil then
-      return bad('a block is not [label, json, version]')
-    end
-    local ok, value = pcall(cjson.decode, block[2])
-    if not ok or type(value) ~= 'table' then return bad('block ' .. block[1] .. ' is not a JSON object') end
-  end
+  local malformed = bad_run(item.messages, item.blocks)
+  if malformed then return malformed end
   if not outcomes[item.outcome] then return bad('unknown outcome ' .. tostring(item.outcome)) end
   item.stop_reason, item.error = str(item.stop_reason), str(item.error)
   item.answers, item.leaves = str(item.answers), str(item.leaves)

@@ -21,18 +21,8 @@ local decoded, payload = pcall(cjson.decode, ARGV[2])
 if not decoded or type(payload) ~= 'table' then return bad('the payload is not a JSON object') end
 local messages, blocks = payload['messages'] or {}, payload['blocks'] or {}
 if type(messages) ~= 'table' or type(blocks) ~= 'table' then return bad('messages and blocks must be lists') end
-for _, pair in ipairs(messages) do
-  if type(pair) ~= 'table' or type(pair[1]) ~= 'string' or type(pair[2]) ~= 'string' then
-    return bad('a message is not [id, json]')
-  end
-end
-for _, block in ipairs(blocks) do
-  if type(block) ~= 'table' or type(block[1]) ~= 'string' or type(block[2]) ~= 'string' or int(block[3]) == nil then
-    return bad('a block is not [label, json, version]')
-  end
-  local ok, value = pcall(cjson.decode, block[2])
-  if not ok or type(value) ~= 'table' then return bad('block ' .. block[1] .. ' is not a JSON object') end
-end
+local malformed = bad_run(messages, blocks)
+if malformed then return malformed end
 if redis.call('EXISTS', KEYS[4]) == 0 then return {1, 0, '', '', 0} end
 local seq = int(redis.call('GET', KEYS[1]))
 if seq == nil then return bad('the sequence is not an integer') end

@@ -17,3 +17,20 @@ local function call_sliced(command, key, args, per_call)
     if key then redis.call(command, key, unpack(slice)) else redis.call(command, unpack(slice)) end
   end
 end
+-- The error reply for a run's messages ([id, json] pairs) or blocks ([label, json object, version]
+-- triples) that are malformed; nil when they are well formed.
+local function bad_run(messages, blocks)
+  for _, pair in ipairs(messages) do
+    if type(pair) ~= 'table' or type(pair[1]) ~= 'string' or type(pair[2]) ~= 'string' then
+      return bad('a message is not [id, json]')
+    end
+  end
+  for _, block in ipairs(blocks) do
+    if type(block) ~= 'table' or type(block[1]) ~= 'string' or type(block[2]) ~= 'string' or int(block[3]) == nil then
+      return bad('a block is not [label, json, version]')
+    end
+    local ok, value = pcall(cjson.decode, block[2])
+    if not ok or type(value) ~= 'table' then return bad('block ' .. block[1] .. ' is not a JSON object') end
+  end
+  return nil
+end
