@@ -11,7 +11,8 @@ import logging
 import dramatiq
 
 from actors.broker import settings
-from actors.runtime import ItemsReleased, current_runtime
+from actors.item_ends import ItemsReleased
+from actors.runtime import current_runtime
 from app.tasks import (
     BATCHES_QUEUE,
     FINALIZE_BATCH,

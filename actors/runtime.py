@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import os
 import socket
@@ -23,12 +22,12 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import dramatiq
 import redis
 
 from actors.batching import ClaimBatcher, CommitBatcher
 from actors.fanout import ChunkFeeder
 from actors.heartbeat import forget, send_heartbeats
+from actors.item_ends import ItemEnd, ItemsReleased, ItemsWaiting
 from actors.leases import renew_leases
 from actors.memory import MemoryBudget
 from actors.reconciler import Reconciler, sweep_periodically
@@ -68,30 +67,6 @@ def current_runtime() -> WorkerRuntime:
 def set_runtime(runtime: WorkerRuntime | None) -> None:
     global _runtime
     _runtime = runtime
-
-
-class ItemsReleased(dramatiq.Retry):
-    """The worker is shutting down and gave this chunk's unfinished items back: the chunk is
-    retried at once, elsewhere (a Retry, so Dramatiq logs no traceback for it)."""
-
-    def __init__(self, message: str, *, delay_ms: int = 0) -> None:
-        super().__init__(message, delay=delay_ms)
-
-
-class ItemsWaiting(ItemsReleased):
-    """Items of this chunk waited too long for a model's capacity before their first call and were
-    given back: the chunk is retried later, and no thread is held meanwhile."""
-
-
-class ItemEnd(enum.Enum):
-    """How a chunk's item left this worker."""
-
-    #: it ended (or another owner runs it): nothing left to do here
-    DONE = "done"
-    #: given back because the worker is shutting down
-    RELEASED = "released"
-    #: given back while it waited for model capacity
-    WAITING = "waiting"
 
 
 @dataclass
