@@ -9,16 +9,15 @@ from typing import Any
 import redis
 
 from actors.batching import ClaimBatcher, CommitBatcher
-from actors.runtime import WorkerRuntime
 from app.engine.history import HistoryCache
 from app.engine.messages import new_message
 from app.redis_retry import RedisRetry
 from app.schemas.agents import CreateAgent
 from app.schemas.batches import LettaBatchRequest
-from app.settings import Settings
 from app.store import Store, keys
 from app.store.runs import RunRecord
 from tests.fakes.model_servers import FakeOpenAIServer
+from tests.support.runtime import openai_agent, run_in_runtime, worker_runtime
 
 
 def _batch(store: Store, n: int, **agent: Any) -> tuple[str, str, list[str]]:
@@ -88,35 +87,18 @@ def test_given_a_chunk_of_items_ready_in_one_tick_when_claimed_then_one_flush_cl
 def test_given_one_chunk_delivered_twice_to_one_process_when_both_run_at_once_then_each_item_runs_once(
         store, redis_url, tmp_path):
     with FakeOpenAIServer() as model:
-        agent_id = store.agents.create(CreateAgent(llm_config={
-            "model": "gpt-4o-mini", "model_endpoint_type": "openai", "model_endpoint": model.base_url,
-            "context_window": 64_000}))["id"]
+        agent_id = openai_agent(store, model)
         requests = [LettaBatchRequest(agent_id=agent_id, input=f"question {i}") for i in range(4)]
         batch_id, _ = store.batches.create(requests=requests, callback_url=None, metadata=None,
                                            completion_window_s=60)
-        runtime = WorkerRuntime(settings=Settings(redis_url=redis_url, var_dir=tmp_path, _env_file=None,
-                                                  item_lease_s=3),
-                                redis_url=redis_url, tasks=_NoTasks())
-
-        async def twice() -> None:
-            await runtime.start()
-            try:
-                await asyncio.gather(runtime.run_chunk(batch_id, 0, 3), runtime.run_chunk(batch_id, 0, 3))
-            finally:
-                runtime.shutting_down = True
-                await runtime.close()
-
-        asyncio.run(twice())
+        runtime = worker_runtime(redis_url, tmp_path, item_lease_s=3)
+        run_in_runtime(runtime, lambda: asyncio.gather(runtime.run_chunk(batch_id, 0, 3),
+                                                       runtime.run_chunk(batch_id, 0, 3)))
         asked = sorted(message["content"] for request in model.requests for message in request["messages"]
                        if message["role"] == "user" and message["content"].startswith("question"))
     assert store.batches.get(batch_id)["request_counts"]["succeeded"] == 4
     # Each item's question reached the model once (a later prompt carries earlier ones as history).
     assert len(model.requests) == 4, asked
-
-
-class _NoTasks:
-    def send(self, actor_name: str, *args: Any, delay_ms: int | None = None) -> None:
-        pass
 
 
 def test_given_one_item_whose_hash_is_corrupt_in_a_flush_when_committed_then_only_it_fails_and_nothing_is_half_written(

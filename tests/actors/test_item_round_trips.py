@@ -4,7 +4,6 @@ claimed, with everything their runs read, in one round trip, and committed toget
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from redis.connection import AbstractConnection
@@ -12,38 +11,17 @@ from redis.connection import AbstractConnection
 from actors.runtime import WorkerRuntime
 from app.schemas.agents import CreateAgent
 from app.schemas.batches import LettaBatchRequest
-from app.settings import Settings
 from app.store import keys
 from tests.fakes.model_servers import FakeOpenAIServer
+from tests.support.runtime import openai_agent, run_chunk, worker_runtime
 
 ITEMS = 20
 #: Sent once per connection or per process, whatever the item count: not counted.
 ONCE = (b"HELLO", b"CLIENT", b"PING", b"SCRIPT", b"SUBSCRIBE")
 
 
-class NoTasks:
-    def send(self, actor_name: str, *args: Any, delay_ms: int | None = None) -> None:
-        pass
-
-
 def _runtime(redis_url: str, tmp_path, **settings: Any) -> WorkerRuntime:
-    return WorkerRuntime(settings=Settings(redis_url=redis_url, var_dir=tmp_path, _env_file=None,
-                                           simulated_ttft_ms=0, simulated_token_ms=0, **settings),
-                         redis_url=redis_url, tasks=NoTasks())
-
-
-def _run_chunk(runtime: WorkerRuntime, batch_id: str, stop: int, on_start: Any = None) -> None:
-    async def go() -> None:
-        await runtime.start()
-        if on_start:
-            on_start()
-        try:
-            await runtime.run_chunk(batch_id, 0, stop)
-        finally:
-            runtime.shutting_down = True
-            await runtime.close()
-
-    asyncio.run(go())
+    return worker_runtime(redis_url, tmp_path, simulated_ttft_ms=0, simulated_token_ms=0, **settings)
 
 
 def test_given_a_chunk_of_items_when_it_runs_then_each_item_costs_about_two_round_trips(
@@ -62,7 +40,7 @@ def test_given_a_chunk_of_items_when_it_runs_then_each_item_costs_about_two_roun
             sent.append(first)
         return real_send(self, command, check_health)
 
-    _run_chunk(runtime, batch_id, ITEMS - 1, on_start=lambda: monkeypatch.setattr(
+    run_chunk(runtime, batch_id, 0, ITEMS - 1, on_start=lambda: monkeypatch.setattr(
         AbstractConnection, "send_packed_command", counting))
     assert store.batches.get(batch_id)["request_counts"]["succeeded"] == ITEMS
     # At most claim + loads, then commit, per item (batched, far fewer: see the next test); the
@@ -75,13 +53,11 @@ def test_given_a_chunk_of_items_when_it_runs_then_each_item_costs_about_two_roun
 def test_given_items_of_one_agent_run_one_after_another_then_each_prompt_holds_all_that_was_committed_before(
         store, redis_url, tmp_path):
     with FakeOpenAIServer() as model:
-        agent_id = store.agents.create(CreateAgent(llm_config={
-            "model": "gpt-4o-mini", "model_endpoint_type": "openai", "model_endpoint": model.base_url,
-            "context_window": 64_000}))["id"]
+        agent_id = openai_agent(store, model)
         requests = [LettaBatchRequest(agent_id=agent_id, input=f"question {i}") for i in range(3)]
         batch_id, _ = store.batches.create(requests=requests, callback_url=None, metadata=None,
                                            completion_window_s=60)
-        _run_chunk(_runtime(redis_url, tmp_path, worker_max_streams=1), batch_id, 2)
+        run_chunk(_runtime(redis_url, tmp_path, worker_max_streams=1), batch_id, 0, 2)
         prompts = [[message["content"] for message in request["messages"] if message["role"] == "user"]
                    for request in model.requests]
     assert store.batches.get(batch_id)["request_counts"]["succeeded"] == 3
@@ -101,7 +77,7 @@ def test_given_a_chunk_of_fifty_items_when_it_runs_then_each_item_costs_at_most_
     requests = [LettaBatchRequest(agent_id=agent["id"], input=f"q{i}") for i in range(CHUNK)]
     batch_id, _ = store.batches.create(requests=requests, callback_url=None, metadata=None, completion_window_s=60)
     runtime = _runtime(redis_url, tmp_path)
-    _run_chunk(runtime, batch_id, CHUNK - 1, on_start=store.client.config_resetstat)
+    run_chunk(runtime, batch_id, 0, CHUNK - 1, on_start=store.client.config_resetstat)
     assert store.batches.get(batch_id)["request_counts"]["succeeded"] == CHUNK
     stats = store.client.info("commandstats")
     once = ("cmdstat_config", "cmdstat_info", "cmdstat_script", "cmdstat_client", "cmdstat_hello")

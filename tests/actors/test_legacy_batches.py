@@ -6,7 +6,8 @@ from __future__ import annotations
 from app.schemas.agents import CreateAgent
 from app.schemas.batches import LettaBatchRequest
 from app.store import Store, keys
-from tests.actors.test_runtime import make_runtime, run_chunk  # noqa: F401  (make_runtime: a fixture)
+from tests.actors.test_runtime import make_runtime  # noqa: F401  (a fixture)
+from tests.support.runtime import run_chunk
 
 
 def _legacy_batch(store: Store, requests: list[LettaBatchRequest]) -> tuple[str, list[str]]:

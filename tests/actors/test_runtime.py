@@ -3,7 +3,6 @@ what dead or failed owners left, and nothing is acked while an item could be str
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,44 +13,20 @@ import redis
 from actors.runtime import WorkerRuntime
 from app.schemas.agents import CreateAgent
 from app.schemas.batches import LettaBatchRequest
-from app.settings import Settings
 from app.store import Store, keys
 from app.tasks import FINALIZE_BATCH
 from tests.fakes.model_servers import FakeOpenAIServer
-
-
-class RecordingTasks:
-    def __init__(self) -> None:
-        self.sent: list[tuple[Any, ...]] = []
-
-    def send(self, actor_name: str, *args: Any, delay_ms: int | None = None) -> None:
-        self.sent.append((actor_name, *args))
+from tests.support.runtime import RecordingTasks, openai_agent, run_chunk, worker_runtime
 
 
 @pytest.fixture
 def make_runtime(redis_url: str, tmp_path) -> Iterator[Any]:
     def make(**settings: Any) -> tuple[WorkerRuntime, RecordingTasks]:
         tasks = RecordingTasks()
-        runtime = WorkerRuntime(settings=Settings(redis_url=redis_url, var_dir=tmp_path, _env_file=None,
-                                                  simulated_ttft_ms=1, simulated_token_ms=0, **settings),
-                                redis_url=redis_url, tasks=tasks)
-        return runtime, tasks
+        return worker_runtime(redis_url, tmp_path, tasks=tasks, simulated_ttft_ms=1, simulated_token_ms=0,
+                              **settings), tasks
 
     yield make
-
-
-def run_chunk(runtime: WorkerRuntime, batch_id: str, start: int = 0, stop: int = 0) -> None:
-    """Start the runtime, run one chunk of the batch to its end, and close the runtime."""
-
-    async def go() -> None:
-        await runtime.start()
-        try:
-            await runtime.run_chunk(batch_id, start, stop)
-        finally:
-            runtime.shutting_down = True
-            await runtime.close()
-
-    asyncio.run(go())
 
 
 def one_item_batch(store: Store, **batch: Any) -> tuple[str, str]:
@@ -91,7 +66,7 @@ def test_given_an_item_held_under_a_live_lease_when_its_owner_dies_then_the_rede
 def test_given_redis_failing_at_the_commit_when_it_comes_back_then_the_run_commits_once_without_running_again(
         store, make_runtime, monkeypatch):
     with FakeOpenAIServer() as model:
-        agent_id = _openai_agent(store, model, context_window=8000)
+        agent_id = openai_agent(store, model, context_window=8000)
         batch_id, _ = store.batches.create(requests=[LettaBatchRequest(agent_id=agent_id, input="hi")],
                                            callback_url=None, metadata=None, completion_window_s=3600)
         [item_id] = store.batches.item_ids(batch_id, start=0, stop=0)
@@ -127,18 +102,12 @@ def test_given_one_item_that_fails_unexpectedly_when_its_chunk_runs_then_only_it
             raise KeyError("a bug in one request's path")
         return real_prepare(agent, request, **kwargs)
 
-    async def go() -> None:
+    def patch_prepare() -> None:
         nonlocal real_prepare
-        await runtime.start()
         real_prepare = runtime.runner.prepare
         monkeypatch.setattr(runtime.runner, "prepare", prepare_with_a_bug)
-        try:
-            await runtime.run_chunk(batch_id, 0, 2)
-        finally:
-            runtime.shutting_down = True
-            await runtime.close()
 
-    asyncio.run(go())
+    run_chunk(runtime, batch_id, 0, 2, on_start=patch_prepare)
     counts = store.batches.get(batch_id)["request_counts"]
     assert (counts["succeeded"], counts["errored"], counts["running"]) == (2, 1, 0)
     items = [store.client.hgetall(keys.item(item_id)) for item_id in store.batches.item_ids(batch_id, start=0, stop=2)]
@@ -147,16 +116,10 @@ def test_given_one_item_that_fails_unexpectedly_when_its_chunk_runs_then_only_it
     assert (FINALIZE_BATCH, batch_id) in tasks.sent
 
 
-def _openai_agent(store: Store, model: FakeOpenAIServer, *, context_window: int) -> str:
-    return store.agents.create(CreateAgent(llm_config={
-        "model": "gpt-4o-mini", "model_endpoint_type": "openai", "model_endpoint": model.base_url,
-        "context_window": context_window}))["id"]
-
-
 def test_given_an_input_too_large_for_the_context_window_when_the_item_runs_then_it_ends_with_a_clear_error(
         store, make_runtime):
     with FakeOpenAIServer() as model:
-        agent_id = _openai_agent(store, model, context_window=1000)
+        agent_id = openai_agent(store, model, context_window=1000)
         batch_id, _ = store.batches.create(requests=[LettaBatchRequest(agent_id=agent_id, input="x" * 10_000)],
                                            callback_url=None, metadata=None, completion_window_s=3600)
         [item_id] = store.batches.item_ids(batch_id, start=0, stop=0)
@@ -173,7 +136,7 @@ def test_given_an_input_too_large_for_the_context_window_when_the_item_runs_then
 
 def test_given_max_steps_zero_when_the_item_runs_then_it_ends_with_max_steps_and_no_model_call(store, make_runtime):
     with FakeOpenAIServer() as model:
-        agent_id = _openai_agent(store, model, context_window=8000)
+        agent_id = openai_agent(store, model, context_window=8000)
         batch_id, _ = store.batches.create(requests=[LettaBatchRequest(agent_id=agent_id, input="hi", max_steps=0)],
                                            callback_url=None, metadata=None, completion_window_s=3600)
         [item_id] = store.batches.item_ids(batch_id, start=0, stop=0)
@@ -198,7 +161,7 @@ def test_given_an_agent_deleted_before_its_request_runs_when_the_item_runs_then_
 
 def test_given_an_item_that_runs_past_the_item_timeout_when_it_runs_then_it_ends_with_error(store, make_runtime):
     with FakeOpenAIServer(first_token_delay_s=5) as model:
-        agent_id = _openai_agent(store, model, context_window=8000)
+        agent_id = openai_agent(store, model, context_window=8000)
         batch_id, _ = store.batches.create(requests=[LettaBatchRequest(agent_id=agent_id, input="hi")],
                                            callback_url=None, metadata=None, completion_window_s=3600)
         [item_id] = store.batches.item_ids(batch_id, start=0, stop=0)

@@ -3,22 +3,15 @@ real Redis, after real runs of the worker runtime."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
 
-from actors.runtime import WorkerRuntime
 from app.schemas.agents import CreateAgent
 from app.schemas.batches import LettaBatchRequest
-from app.settings import Settings
 from app.store import Store, keys
 from app.store.pagination import UnknownCursor
-
-
-class _NoTasks:
-    def send(self, *args, **kwargs) -> None:
-        pass
+from tests.support.runtime import run_chunk, worker_runtime
 
 
 @pytest.fixture
@@ -28,19 +21,7 @@ def two_agent_batch(store: Store, redis_url: str, tmp_path) -> tuple[str, str, s
     a, b = (store.agents.create(CreateAgent(model="simulated/echo"))["id"] for _ in range(2))
     requests = [LettaBatchRequest(agent_id=(a, b)[i % 2], input=f"q{i}") for i in range(6)]
     batch_id, _ = store.batches.create(requests=requests, metadata=None, completion_window_s=3600, callback_url=None)
-    runtime = WorkerRuntime(settings=Settings(redis_url=redis_url, var_dir=tmp_path, _env_file=None,
-                                              simulated_ttft_ms=0, simulated_token_ms=0),
-                            redis_url=redis_url, tasks=_NoTasks())
-
-    async def go() -> None:
-        await runtime.start()
-        try:
-            await runtime.run_chunk(batch_id, 0, 5)
-        finally:
-            runtime.shutting_down = True
-            await runtime.close()
-
-    asyncio.run(go())
+    run_chunk(worker_runtime(redis_url, tmp_path, simulated_ttft_ms=0, simulated_token_ms=0), batch_id, 0, 5)
     index = store.client.zrange(keys.batch_messages(batch_id), 0, -1, withscores=True)
     middle = (index[0][1] + index[-1][1]) / 2
     store.client.set(keys.message("message-elsewhere"), json.dumps({"id": "message-elsewhere", "agent_id": a}))
