@@ -15,6 +15,7 @@ import httpx
 from tests.e2e.conftest import wait_for_status, wait_until
 from tests.e2e.test_sdk_end_to_end import _openai_agent
 from tests.fakes.model_servers import FakeOpenAIServer, Reply
+from tests.support.memory import children
 from tests.support.processes import BIN, _wait_for_log, spawn, stop
 
 
@@ -63,7 +64,7 @@ def test_given_json_log_format_when_batches_run_fail_and_are_cancelled_then_ever
             refused = [item for item in httpx.get(f"{batch_url}/requests", headers=service.auth).json()
                        if item["status"] == "errored"]
             # a dramatiq process killed: the supervisor's line about it is JSON too
-            dramatiq_main = int(Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()[0])
+            dramatiq_main = children(worker.pid)[0]
             os.kill(dramatiq_main, signal.SIGKILL)
             assert wait_until(lambda: "without being asked to stop" in worker_log.read_text(), timeout_s=20)
         finally:

@@ -9,9 +9,9 @@ from pathlib import Path
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
-def descendants(pid: int) -> list[int]:
-    """The pid and all processes below it."""
-    children: dict[int, list[int]] = {}
+def _children_by_parent() -> dict[int, list[int]]:
+    """Every process's children, from each one's stat (`task/*/children` is not in every kernel)."""
+    by_parent: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -20,12 +20,23 @@ def descendants(pid: int) -> list[int]:
         except OSError:
             continue
         parent = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(parent, []).append(int(entry.name))
+        by_parent.setdefault(parent, []).append(int(entry.name))
+    return by_parent
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`."""
+    return sorted(_children_by_parent().get(pid, []))
+
+
+def descendants(pid: int) -> list[int]:
+    """The pid and all processes below it."""
+    by_parent = _children_by_parent()
     found, todo = [], [pid]
     while todo:
         current = todo.pop()
         found.append(current)
-        todo.extend(children.get(current, []))
+        todo.extend(by_parent.get(current, []))
     return found
 
 
