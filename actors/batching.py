@@ -32,8 +32,11 @@ from app.store.runs import Commit, RunRecord, StoredItem
 
 logger = logging.getLogger(__name__)
 
-#: Items one flush sends at most; more waiting flush at once in slices of this size.
-MAX_ITEMS_PER_FLUSH = 200
+#: Items one flush sends at most; more waiting flush at once in slices of this size. A script
+#: blocks the whole Redis while it runs (about 40 us an item for a commit): at 200 the longest
+#: commits took 7-9.5 ms and every other client (GET batch, heartbeats) waited behind them; at 50,
+#: 2.8-3.9 ms, for 6.4 Redis commands an item instead of 6.0 (docs/performance.md).
+MAX_ITEMS_PER_FLUSH = 50
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -8,7 +8,7 @@ from typing import Any
 
 import redis
 
-from actors.batching import ClaimBatcher, CommitBatcher
+from actors.batching import MAX_ITEMS_PER_FLUSH, ClaimBatcher, CommitBatcher, _Batcher
 from app.engine.history import HistoryCache
 from app.engine.messages import new_message
 from app.redis_retry import RedisRetry
@@ -127,3 +127,24 @@ def test_given_one_item_whose_hash_is_corrupt_in_a_flush_when_committed_then_onl
     assert counts["succeeded"] == 2 and counts["running"] == 1
     assert store.client.zrange(keys.batch_messages(batch_id), 0, -1) == [
         records[0].messages[0]["id"], records[2].messages[0]["id"]]
+
+
+def test_given_more_items_than_one_flush_holds_ready_in_one_tick_when_sent_then_each_call_carries_at_most_the_cap():
+    """One script call blocks Redis for every other client while it runs: a call carries at most
+    MAX_ITEMS_PER_FLUSH items, and each item still gets its own answer."""
+    calls: list[list[int]] = []
+
+    def send(entries: list[int]) -> list[int]:
+        calls.append(entries)
+        return [entry * 10 for entry in entries]
+
+    batcher = _Batcher(send=send)
+    ready = 2 * MAX_ITEMS_PER_FLUSH + 7
+
+    async def submit_all() -> list[int]:
+        return await asyncio.gather(*(batcher.submit(entry) for entry in range(ready)))
+
+    answers = asyncio.run(submit_all())
+    assert [len(call) for call in calls] == [MAX_ITEMS_PER_FLUSH, MAX_ITEMS_PER_FLUSH, 7]
+    assert answers == [entry * 10 for entry in range(ready)]
+    assert MAX_ITEMS_PER_FLUSH <= 50
