@@ -187,12 +187,13 @@ class JsonObjectStream:
             start = self.pos
             try:
                 value, end = self._scan(self.text, start)
-            except StopIteration:
+            except StopIteration as exc:
                 if not self.eof:
                     self._fill()
                     continue
                 self._check_depth(start, levels_above)
-                raise self._syntax("Expecting value") from None
+                # The scanner stops where a value was expected, which may lie inside this one.
+                raise self._syntax("Expecting value", exc.value if isinstance(exc.value, int) else None) from None
             except json.JSONDecodeError as exc:
                 if not self.eof:
                     self._fill()

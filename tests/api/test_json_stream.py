@@ -45,6 +45,10 @@ REFUSED = [
     '{"requests"\n\n  [1]}',
     "{requests: 1}",
     '{"requests": [1 2]}',
+    # a value that is not one, inside an element or another member: the sentence places it
+    '{"requests": [' + ", ".join([ITEM] * 100) + ', {"agent_id": "a", "input": x}]}',
+    '{"requests": [' + ", ".join([ITEM] * 100) + ', [1, -]]}',
+    '{"metadata": {"a": tru}, "requests": []}',
 ]
 
 
