@@ -24,7 +24,7 @@ from app.api.body_guard import BodyRefused, check_media_type, parse_object, refu
 from app.api.errors import MAX_LISTED_ERRORS, ApiError, invalid_field, invalid_request, not_found
 from app.api.idempotency import HEADER, body_fingerprint, idempotency_key, requests_digest
 from app.api.json_stream import JsonObjectStream
-from app.api.rate_limits import charge_batch_requests
+from app.api.rate_limits import charge_batch_requests, refund_batch_requests
 from app.callbacks import UnresolvableCallbackHost, UnsafeCallbackTarget, check_target
 from app.outage import outage
 from app.queues import Queues
@@ -74,6 +74,13 @@ def _create_batch() -> Response:
     reader = JsonObjectStream(request.stream.read, prefix=first)
     staged = svc.store.batches.stage(blob_size=svc.settings.chunk_size,
                                      digest=requests_digest() if request.headers.get(HEADER) else None)
+    charged: list[int] = []
+
+    def admit() -> None:
+        if not charged:  # once: a create that lost a race with the same key tries again
+            charge_batch_requests(staged.count)
+            charged.append(staged.count)
+
     try:
         body = _read_batch(reader, staged, max_steps_ceiling=svc.settings.max_steps_ceiling)
         _check_agents(staged.first_index)
@@ -90,17 +97,21 @@ def _create_batch() -> Response:
             staged=staged, callback_url=body.callback_url, metadata=body.metadata,
             completion_window_s=svc.settings.completion_window_s, tenant=current_tenant(),
             idempotency_key=key, fingerprint=body_fingerprint(body, staged.digest) if key is not None else "",
-            idempotency_ttl_s=svc.settings.idempotency_ttl_s, admit=lambda: charge_batch_requests(staged.count))
+            idempotency_ttl_s=svc.settings.idempotency_ttl_s, admit=admit)
     except IdempotencyKeyReused as exc:
+        refund_batch_requests(sum(charged))  # charged, then a concurrent create with the key stored first
         raise ApiError(409, f"Idempotency-Key {key!r} was already used with a different request body (batch "
                             f"{exc.batch_id!r}); send the same body to get that batch, or a new key for a new "
                             "batch.") from None
     except StagedRequestsLost:
+        refund_batch_requests(sum(charged))
         raise ApiError(408, "The request body took too long to arrive; send it again.") from None
     finally:
         staged.discard_unless_committed()
     if created:
         logger.info("Batch %s created with %d requests", batch_id, staged.count)
+    else:
+        refund_batch_requests(sum(charged))  # answered with the batch a concurrent create stored: not counted
     _ensure_started(batch_id, resend=not created)
     # Stored: a client told 503 now would retry and make a second batch, so wait Redis out a little.
     batch = RedisRetry(give_up=lambda: False, max_wait_s=CREATED_READ_WAIT_S).call_blocking(
