@@ -60,6 +60,8 @@ def create_batch() -> Response:
     try:
         return _create_batch()
     except ClientDisconnected:
+        if request.content_length is None:  # chunked
+            raise ApiError(400, "The request body ended before its last chunk; send the whole body.") from None
         raise ApiError(400, "The request body ended before the Content-Length it declared; send the whole "
                             "body.") from None
 

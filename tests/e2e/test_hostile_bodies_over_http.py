@@ -4,6 +4,9 @@ nothing is stored; a body over the size ceiling is a 413 that states the limit."
 
 from __future__ import annotations
 
+import json
+import socket
+
 import httpx
 import pytest
 import redis
@@ -40,3 +43,39 @@ def test_given_a_body_over_the_ceiling_over_http_when_posted_then_413_states_the
                           headers={**service.auth, "Content-Type": "application/json"}, timeout=30)
     assert response.status_code == 413
     assert response.json() == {"detail": "Request body too large: the limit is 1048576 bytes (1 MiB)."}
+
+
+def _raw_post(service, head: bytes, body: bytes) -> tuple[int, dict]:
+    """POST /v1/messages/batches with a hand-made head and body on a raw socket (httpx frames
+    bodies correctly; these are not), the client's side half-closed after the body."""
+    url = httpx.URL(service.base_url)
+    auth = "".join(f"{name}: {value}\r\n" for name, value in service.auth.items()).encode()
+    with socket.create_connection((url.host, url.port), timeout=30) as sock:
+        sock.sendall(b"POST /v1/messages/batches HTTP/1.1\r\nHost: batchline\r\nContent-Type: application/json\r\n"
+                     + auth + head + b"Connection: close\r\n\r\n" + body)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b"".join(iter(lambda: sock.recv(65536), b""))
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2])
+
+
+def _chunked(data: bytes, size: int = 4096) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(data[at:at + size]), data[at:at + size])
+                    for at in range(0, len(data), size))
+
+
+@pytest.mark.parametrize(("framing", "status", "detail"), [
+    (b"zz\r\nxx\r\n0\r\n\r\n", 400, "The request body's chunked transfer encoding is malformed; send it again."),
+    (b"", 400, "The request body ended before its last chunk; send the whole body."),
+])
+def test_given_a_chunked_body_badly_framed_or_cut_when_a_batch_is_posted_then_a_clear_400_and_nothing_is_stored(
+        web, framing, status, detail):
+    service, agent_id = web
+    store = redis.Redis.from_url(service.env["REDIS_URL"])
+    before = set(store.scan_iter(match="bl:batch*"))
+    body = json.dumps({"requests": [{"agent_id": agent_id, "input": f"q{i}"} for i in range(3000)]}).encode()
+
+    answer = _raw_post(service, b"Transfer-Encoding: chunked\r\n", _chunked(body[:100_000]) + framing)
+
+    assert answer == (status, {"detail": detail})
+    assert set(store.scan_iter(match="bl:batch*")) == before
