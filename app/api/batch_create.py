@@ -10,7 +10,7 @@ and each invalid field named with its request's index, never echoing the input b
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import Response, abort, jsonify, request
@@ -73,7 +73,7 @@ def _create_batch() -> Response:
     if not first.lstrip().startswith(b"{"):
         parse_object(first + request.stream.read())  # not an object: refused as the body guard does
         raise refused("the body is not an object; send a JSON object")
-    reader = JsonObjectStream(request.stream.read, prefix=first)
+    reader = JsonObjectStream(_read_declared(already=len(first)), prefix=first)
     staged = svc.store.batches.stage(blob_size=svc.settings.chunk_size,
                                      digest=requests_digest() if request.headers.get(HEADER) else None)
     charged: list[int] = []
@@ -132,6 +132,25 @@ def _first_bytes() -> bytes:
             raise refused("the request has no body; send a JSON object")
         pieces.append(piece)
     return b"".join(pieces)
+
+
+def _read_declared(*, already: int) -> Callable[[int], bytes]:
+    """The body stream's read, ending with ClientDisconnected when the body ends before its
+    Content-Length: werkzeug's own stream raises it, gunicorn's ends the body there."""
+    declared, read = request.content_length, request.stream.read
+    if declared is None:
+        return read
+    total = already
+
+    def read_declared(size: int) -> bytes:
+        nonlocal total
+        data = read(size)
+        total += len(data)
+        if not data and total < declared:
+            raise ClientDisconnected()
+        return data
+
+    return read_declared
 
 
 def _read_batch(reader: JsonObjectStream, staged: StagedRequests, *, max_steps_ceiling: int) -> CreateBatch:

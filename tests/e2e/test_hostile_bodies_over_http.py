@@ -37,14 +37,6 @@ def test_given_a_hostile_body_over_http_when_a_batch_is_posted_then_a_clear_4xx_
     assert store.zcard("bl:batches") == before
 
 
-def test_given_a_body_over_the_ceiling_over_http_when_posted_then_413_states_the_limit(start_service):
-    service = start_service(workers=False, BATCHLINE_MAX_BODY_BYTES=str(1024 * 1024))
-    response = httpx.post(f"{service.base_url}/v1/messages/batches", content=b"x" * (1024 * 1024 + 1),
-                          headers={**service.auth, "Content-Type": "application/json"}, timeout=30)
-    assert response.status_code == 413
-    assert response.json() == {"detail": "Request body too large: the limit is 1048576 bytes (1 MiB)."}
-
-
 def _raw_post(service, head: bytes, body: bytes) -> tuple[int, dict]:
     """POST /v1/messages/batches with a hand-made head and body on a raw socket (httpx frames
     bodies correctly; these are not), the client's side half-closed after the body."""
@@ -79,3 +71,27 @@ def test_given_a_chunked_body_badly_framed_or_cut_when_a_batch_is_posted_then_a_
 
     assert answer == (status, {"detail": detail})
     assert set(store.scan_iter(match="bl:batch*")) == before
+
+
+def test_given_a_body_shorter_than_its_content_length_over_http_when_the_client_stops_then_a_clear_400(web):
+    """gunicorn hands the app a short body as if it were whole: the create says it was cut, as
+    werkzeug's own stream makes it say, rather than what the cut left unparsable."""
+    service, agent_id = web
+    store = redis.Redis.from_url(service.env["REDIS_URL"])
+    before = set(store.scan_iter(match="bl:batch*"))
+    body = json.dumps({"requests": [{"agent_id": agent_id, "input": f"q{i}"} for i in range(3000)]}).encode()
+
+    answer = _raw_post(service, b"Content-Length: %d\r\n" % len(body), body[:len(body) // 2])
+
+    assert answer == (400, {"detail": "The request body ended before the Content-Length it declared; send the "
+                                      "whole body."})
+    assert set(store.scan_iter(match="bl:batch*")) == before
+
+
+# Last: start_service empties Redis, and with it the shared service's key.
+def test_given_a_body_over_the_ceiling_over_http_when_posted_then_413_states_the_limit(start_service):
+    service = start_service(workers=False, BATCHLINE_MAX_BODY_BYTES=str(1024 * 1024))
+    response = httpx.post(f"{service.base_url}/v1/messages/batches", content=b"x" * (1024 * 1024 + 1),
+                          headers={**service.auth, "Content-Type": "application/json"}, timeout=30)
+    assert response.status_code == 413
+    assert response.json() == {"detail": "Request body too large: the limit is 1048576 bytes (1 MiB)."}
