@@ -7,9 +7,10 @@ commit per item checked on its own (exactly once, its own lease), so nothing of 
 shared; only the round trip and the batch-wide writes (counters, metrics, one ZADD per index, the
 agent's reads) are. The flush runs on the loop's next turn (`call_soon`) or at once when
 `max_items` are waiting, so batching adds no waiting of its own: items that become ready in the
-same tick were going to queue behind each other's round trips anyway. A call that fails for
-anything but an outage wrote nothing (the scripts check everything first) and is sent again item
-by item, so one item's bad data fails that item alone.
+same tick were going to queue behind each other's round trips anyway. A script call that fails for
+anything but an outage wrote nothing (the scripts check everything first), and its entries are
+sent again one by one, so one item's bad data fails that item alone; a commit flush answers per
+call (one per batch and slice), so the entries of the calls that did write keep their answers.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ R = TypeVar("R")
 class _Batcher(Generic[T, R]):
     """Collects (entry, future) pairs and sends them to `send` together on the loop's next turn."""
 
-    def __init__(self, *, send: Callable[[list[T]], list[R]], max_items: int = MAX_ITEMS_PER_FLUSH) -> None:
+    def __init__(self, *, send: Callable[[list[T]], list[R | Exception]],
+                 max_items: int = MAX_ITEMS_PER_FLUSH) -> None:
         self._send = send
         self.max_items = max_items
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
@@ -73,32 +75,26 @@ class _Batcher(Generic[T, R]):
         self.flushes += 1
         self.entries += len(waiting)
         try:
-            answers = self._send([entry for entry, _ in waiting])
-        except UNAVAILABLE as exc:  # each waiting item waits it out
-            for _, future in waiting:
-                _settle(future, error=exc)
-            return
-        except Exception as exc:
-            if len(waiting) == 1:
-                _settle(waiting[0][1], error=exc)
-                return
-            # One entry's bad data fails the whole call, which wrote nothing (the scripts check
-            # everything first): send each alone, so that the failure stays with its item.
-            for entry, future in waiting:
+            answers: list[R | Exception] = self._send([entry for entry, _ in waiting])
+        except Exception as exc:  # the whole call failed
+            answers = [exc] * len(waiting)
+        for (entry, future), answer in zip(waiting, answers, strict=True):
+            if isinstance(answer, Exception) and not isinstance(answer, UNAVAILABLE) and len(waiting) > 1:
+                # One entry's bad data fails its call, which wrote nothing (the scripts check
+                # everything first): send it alone, so that the failure stays with its item.
+                # (An outage is waited out by each waiting item instead.)
                 try:
-                    _settle(future, answer=self._send([entry])[0])
+                    answer = self._send([entry])[0]
                 except Exception as alone:
-                    _settle(future, error=alone)
-            return
-        for (_, future), answer in zip(waiting, answers, strict=True):
-            _settle(future, answer=answer)
+                    answer = alone
+            _settle(future, answer)
 
 
-def _settle(future: asyncio.Future[R], *, answer: R | None = None, error: BaseException | None = None) -> None:
+def _settle(future: asyncio.Future[R], answer: R | Exception) -> None:
     if future.done():
         return
-    if error is not None:
-        future.set_exception(error)
+    if isinstance(answer, Exception):
+        future.set_exception(answer)
     else:
         future.set_result(answer)
 
@@ -160,7 +156,7 @@ class CommitBatcher:
         self.owner = owner
         self.redis_retry = redis_retry
         self.batcher: _Batcher[ItemCommit, Commit] = _Batcher(
-            send=lambda entries: store.commits.commit_many(entries, owner=owner))
+            send=lambda entries: store.commits.commit_each(entries, owner=owner))
 
     async def commit(self, *, agent_id: str, record: RunRecord, batch_id: str, item_id: str) -> Commit:
         for _ in range(MAX_REPLAYS):

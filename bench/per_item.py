@@ -59,7 +59,7 @@ CATEGORIES = [
     ("history", ("app/engine/history.py",)),
     ("prompt", ("to_chat (", "compile_system_prompt (", "input_messages (")),
     ("provider call (the simulated model)", ("stream_with_retries (",)),
-    ("commit", ("commit_run (", "CommitStore.commit_many (")),
+    ("commit", ("commit_run (", "CommitStore.commit_many (", "CommitStore.commit_each (")),
     ("chunk bookkeeping", ("WorkerRuntime.run_chunk (",)),
     ("rest of the item path", ("WorkerRuntime.run_item (",)),
     ("rest of the event loop (asyncio, leases, heartbeats)", ("EventLoopThread.run (",)),

@@ -163,9 +163,11 @@ for n, item in ipairs(items) do
         first_token, first_token_set = int(item.first_token_us), true
         counters['first_token_us'] = first_token
       end
-      -- Unstarted items of a stopped batch were already counted as stopped (stop_batch.lua).
+      -- Unstarted items of a stopped batch were already counted as stopped (stop_batch.lua): the
+      -- count moves from there.
       local from = status
-      if from == 'running' or not stopped_batch then counters[from] = counters[from] - 1 end
+      if from == 'pending' and stopped_batch then from = bstatus end
+      counters[from] = counters[from] - 1
       counters[outcome] = counters[outcome] + 1
       if outcome == 'errored' then counters['reason:' .. stop_reason] = counters['reason:' .. stop_reason] + 1 end
       ended = ended + 1

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import redis
 
+from app.redis_retry import UNAVAILABLE
 from app.store import keys
 from app.store.monitor import METRIC_ARGS, METRIC_KEYS
 from app.store.runs import ALREADY_ANSWERED, Commit, RunRecord, left_pending, stored_block
@@ -38,18 +39,36 @@ class CommitStore:
         self.scripts = scripts
 
     def commit_many(self, entries: Sequence[ItemCommit], *, owner: str = "") -> list[Commit]:
+        """As `commit_each`, raising the first error in place of the answers."""
+        answers = self.commit_each(entries, owner=owner)
+        for answer in answers:
+            if isinstance(answer, Exception):
+                raise answer
+        return answers  # type: ignore[return-value]
+
+    def commit_each(self, entries: Sequence[ItemCommit], *, owner: str = "") -> list[Commit | Exception]:
         """Commit each entry (in order: an agent's runs get their messages' sequence numbers in
         this order) and answer one Commit per entry. `owner`: an item running under another
         owner's live lease commits nothing ('' checks no lease). Entries go to Redis in slices of
         about COMMIT_SLICE_BYTES of messages, one round trip each: serializing a flush of large
         runs at once would hold several copies of all of them (the worker's memory budget
-        counts each run's own, actors/memory.py)."""
-        commits: list[Commit] = []
-        for part in _slices(entries):
-            commits += self._commit(part, owner)
-        return commits
+        counts each run's own, actors/memory.py).
 
-    def _commit(self, entries: Sequence[ItemCommit], owner: str) -> list[Commit]:
+        A call that fails (one per batch and slice) wrote nothing, and its error stands in place
+        of each of its entries' answers; the other calls' writes stand, so their answers are
+        kept: sent again, an entry already written would only meet itself as a duplicate. After
+        an outage nothing more is sent: its slice and the ones after it answer its error."""
+        answers: list[Commit | Exception] = []
+        for part in _slices(entries):
+            try:
+                answers += self._commit(part, owner)
+            except UNAVAILABLE as exc:
+                return answers + [exc] * (len(entries) - len(answers))
+            except Exception as exc:  # raised for the slice as a whole (its arguments, say)
+                answers += [exc] * len(part)
+        return answers
+
+    def _commit(self, entries: Sequence[ItemCommit], owner: str) -> list[Commit | Exception]:
         by_batch: dict[str, list[int]] = defaultdict(list)
         for position, entry in enumerate(entries):
             by_batch[entry.batch_id].append(position)
@@ -71,11 +90,13 @@ class CommitStore:
                 break
             # Redis lost its script cache (a restart, SCRIPT FLUSH): those calls did not run.
             self.client.script_load(self.scripts.commit_items.script)
-        commits: list[Commit | None] = [None] * len(entries)
+        commits: list[Commit | Exception | None] = [None] * len(entries)
         for batch_id, positions in by_batch.items():
             reply = answers[batch_id]
             if isinstance(reply, Exception):
-                raise reply
+                for position in positions:
+                    commits[position] = reply
+                continue
             status, *rest = reply
             for n, position in enumerate(positions):
                 committed, remaining, stale, refused = rest[4 * n:4 * n + 4]

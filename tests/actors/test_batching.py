@@ -148,3 +148,79 @@ def test_given_more_items_than_one_flush_holds_ready_in_one_tick_when_sent_then_
     assert [len(call) for call in calls] == [MAX_ITEMS_PER_FLUSH, MAX_ITEMS_PER_FLUSH, 7]
     assert answers == [entry * 10 for entry in range(ready)]
     assert MAX_ITEMS_PER_FLUSH <= 50
+
+
+def _ran(store: Store, agent_id: str, item_id: str) -> RunRecord:
+    return RunRecord(outcome="succeeded", stop_reason="end_turn", messages=[new_message(
+        "user", [{"type": "text", "text": item_id}], agent_id=agent_id, batch_item_id=item_id)])
+
+
+def _commit_together(commits: CommitBatcher, entries: list[tuple[str, str, str, RunRecord]]) -> list[Any]:
+    async def together() -> list[Any]:
+        return await asyncio.gather(*(commits.commit(agent_id=agent_id, record=record, batch_id=batch_id,
+                                                     item_id=item_id)
+                                      for agent_id, batch_id, item_id, record in entries), return_exceptions=True)
+
+    return asyncio.run(together())
+
+
+def test_given_a_flush_of_two_batches_one_with_a_corrupt_item_when_committed_then_the_others_item_is_told_it_committed(
+        store):
+    """The corrupt batch's call fails after the other batch's call wrote its item: that item's
+    answer is its own commit (committed, nothing left), not the duplicate its re-send meets."""
+    good_agent, good_batch, [good_item] = _batch(store, 1)
+    bad_agent, bad_batch, [bad_item] = _batch(store, 1)
+    for batch_id, item_id in ((good_batch, good_item), (bad_batch, bad_item)):
+        assert store.runs.claim(batch_id=batch_id, item_id=item_id, owner="w1", lease_s=30).action == "run"
+    store.client.delete(keys.item(bad_item))
+    store.client.set(keys.item(bad_item), "not a hash")
+    commits = CommitBatcher(store=store, owner="w1", redis_retry=RedisRetry(give_up=lambda: False))
+    good, bad = _commit_together(commits, [(good_agent, good_batch, good_item, _ran(store, good_agent, good_item)),
+                                           (bad_agent, bad_batch, bad_item, _ran(store, bad_agent, bad_item))])
+    assert isinstance(bad, redis.ResponseError)
+    assert store.client.hget(keys.item(good_item), "status") == "succeeded"
+    assert (good.committed, good.remaining) == (True, 0)
+
+
+def test_given_a_flush_sent_in_two_slices_when_the_second_fails_then_the_first_slices_items_keep_their_own_answers(
+        store, monkeypatch):
+    from app.store import commits as commits_module
+
+    agent_id, batch_id, item_ids = _batch(store, 2)
+    for item_id in item_ids:
+        assert store.runs.claim(batch_id=batch_id, item_id=item_id, owner="w1", lease_s=30).action == "run"
+    store.client.delete(keys.item(item_ids[1]))
+    store.client.set(keys.item(item_ids[1]), "not a hash")
+    monkeypatch.setattr(commits_module, "COMMIT_SLICE_BYTES", 1)  # one item a slice
+    commits = CommitBatcher(store=store, owner="w1", redis_retry=RedisRetry(give_up=lambda: False))
+    first, second = _commit_together(commits, [(agent_id, batch_id, item_id, _ran(store, agent_id, item_id))
+                                               for item_id in item_ids])
+    assert isinstance(second, redis.ResponseError)
+    assert store.client.hget(keys.item(item_ids[0]), "status") == "succeeded"
+    assert (first.committed, first.remaining) == (True, 1)
+
+
+def test_given_redis_lost_between_two_slices_of_a_flush_when_it_is_back_then_the_first_slices_item_keeps_its_commit(
+        store, monkeypatch):
+    from app.store import commits as commits_module
+
+    agent_id, batch_id, item_ids = _batch(store, 2)
+    for item_id in item_ids:
+        assert store.runs.claim(batch_id=batch_id, item_id=item_id, owner="w1", lease_s=30).action == "run"
+    monkeypatch.setattr(commits_module, "COMMIT_SLICE_BYTES", 1)  # one item a slice
+    real_commit, sent = store.commits._commit, []
+
+    def gone_after_the_first_slice(entries: Any, owner: str) -> Any:
+        sent.append(entries[0].item_id)
+        if len(sent) == 2:
+            raise redis.ConnectionError("Redis went away")
+        return real_commit(entries, owner)
+
+    monkeypatch.setattr(store.commits, "_commit", gone_after_the_first_slice)
+    commits = CommitBatcher(store=store, owner="w1", redis_retry=RedisRetry(give_up=lambda: False))
+    first, second = _commit_together(commits, [(agent_id, batch_id, item_id, _ran(store, agent_id, item_id))
+                                               for item_id in item_ids])
+    assert (first.committed, first.remaining) == (True, 1)
+    assert (second.committed, second.remaining) == (True, 0)
+    # Only the slice that did not go out was sent again.
+    assert sent == [item_ids[0], item_ids[1], item_ids[1]]

@@ -71,7 +71,7 @@ def test_given_redis_failing_at_the_commit_when_it_comes_back_then_the_run_commi
                                            callback_url=None, metadata=None, completion_window_s=3600)
         [item_id] = store.batches.item_ids(batch_id, start=0, stop=0)
         runtime, tasks = make_runtime()
-        real_commit, failures = runtime.store.commits.commit_many, []
+        real_commit, failures = runtime.store.commits.commit_each, []
 
         def commit_while_redis_is_away(*args: Any, **kwargs: Any) -> Any:
             if len(failures) < 3:
@@ -79,7 +79,7 @@ def test_given_redis_failing_at_the_commit_when_it_comes_back_then_the_run_commi
                 raise redis.ConnectionError("Redis went away")
             return real_commit(*args, **kwargs)
 
-        monkeypatch.setattr(runtime.store.commits, "commit_many", commit_while_redis_is_away)
+        monkeypatch.setattr(runtime.store.commits, "commit_each", commit_while_redis_is_away)
         run_chunk(runtime, batch_id)
         assert len(failures) == 3
         item = store.client.hgetall(keys.item(item_id))

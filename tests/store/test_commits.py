@@ -151,3 +151,16 @@ def test_given_runs_larger_than_a_slice_when_committed_in_one_call_then_they_go_
     assert evalsha["calls"] - evalsha.get("failed_calls", 0) == 3, evalsha
     ids = store.client.zrange(keys.agent_messages(agent_id), 0, -1)
     assert ids == [message["id"] for entry in entries for message in entry.record.messages]
+
+
+def test_given_a_cancelled_batch_when_an_unstarted_item_is_committed_then_its_count_moves_and_the_counts_add_up(
+        store):
+    """The stop counted the unstarted item as cancelled: an end committed for it (a worker's error
+    path, before any claim) moves that count to its outcome instead of adding a second one."""
+    agent_id, batch_id, item_ids = _batch(store, 2)
+    store.blobs.materialize(batch_id, item_ids, start=0)  # pending hashes, as a batch stored before blobs has
+    assert store.batches.stop(batch_id, status="cancelled")
+    [commit] = store.commits.commit_many([_entry(batch_id, agent_id, item_ids[0], "errored")], owner="w1")
+    assert commit.committed
+    counts = store.batches.get(batch_id)["request_counts"]
+    assert (counts["cancelled"], counts["errored"], counts["pending"], counts["running"]) == (1, 1, 0, 0)
