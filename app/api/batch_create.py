@@ -10,7 +10,7 @@ and each invalid field named with its request's index, never echoing the input b
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import Response, abort, jsonify, request
@@ -24,7 +24,7 @@ from app.api.body_guard import BodyRefused, check_media_type, parse_object, refu
 from app.api.errors import MAX_LISTED_ERRORS, ApiError, invalid_field, invalid_request, not_found
 from app.api.idempotency import HEADER, body_fingerprint, idempotency_key, requests_digest
 from app.api.json_stream import JsonObjectStream
-from app.api.rate_limits import charge_batch_requests
+from app.api.rate_limits import charge_batch_requests, refund_batch_requests
 from app.callbacks import UnresolvableCallbackHost, UnsafeCallbackTarget, check_target
 from app.outage import outage
 from app.queues import Queues
@@ -60,6 +60,8 @@ def create_batch() -> Response:
     try:
         return _create_batch()
     except ClientDisconnected:
+        if request.content_length is None:  # chunked
+            raise ApiError(400, "The request body ended before its last chunk; send the whole body.") from None
         raise ApiError(400, "The request body ended before the Content-Length it declared; send the whole "
                             "body.") from None
 
@@ -71,9 +73,16 @@ def _create_batch() -> Response:
     if not first.lstrip().startswith(b"{"):
         parse_object(first + request.stream.read())  # not an object: refused as the body guard does
         raise refused("the body is not an object; send a JSON object")
-    reader = JsonObjectStream(request.stream.read, prefix=first)
+    reader = JsonObjectStream(_read_declared(already=len(first)), prefix=first)
     staged = svc.store.batches.stage(blob_size=svc.settings.chunk_size,
                                      digest=requests_digest() if request.headers.get(HEADER) else None)
+    charged: list[int] = []
+
+    def admit() -> None:
+        if not charged:  # once: a create that lost a race with the same key tries again
+            charge_batch_requests(staged.count)
+            charged.append(staged.count)
+
     try:
         body = _read_batch(reader, staged, max_steps_ceiling=svc.settings.max_steps_ceiling)
         _check_agents(staged.first_index)
@@ -90,17 +99,21 @@ def _create_batch() -> Response:
             staged=staged, callback_url=body.callback_url, metadata=body.metadata,
             completion_window_s=svc.settings.completion_window_s, tenant=current_tenant(),
             idempotency_key=key, fingerprint=body_fingerprint(body, staged.digest) if key is not None else "",
-            idempotency_ttl_s=svc.settings.idempotency_ttl_s, admit=lambda: charge_batch_requests(staged.count))
+            idempotency_ttl_s=svc.settings.idempotency_ttl_s, admit=admit)
     except IdempotencyKeyReused as exc:
+        refund_batch_requests(sum(charged))  # charged, then a concurrent create with the key stored first
         raise ApiError(409, f"Idempotency-Key {key!r} was already used with a different request body (batch "
                             f"{exc.batch_id!r}); send the same body to get that batch, or a new key for a new "
                             "batch.") from None
     except StagedRequestsLost:
+        refund_batch_requests(sum(charged))
         raise ApiError(408, "The request body took too long to arrive; send it again.") from None
     finally:
         staged.discard_unless_committed()
     if created:
         logger.info("Batch %s created with %d requests", batch_id, staged.count)
+    else:
+        refund_batch_requests(sum(charged))  # answered with the batch a concurrent create stored: not counted
     _ensure_started(batch_id, resend=not created)
     # Stored: a client told 503 now would retry and make a second batch, so wait Redis out a little.
     batch = RedisRetry(give_up=lambda: False, max_wait_s=CREATED_READ_WAIT_S).call_blocking(
@@ -112,13 +125,32 @@ def _create_batch() -> Response:
 
 def _first_bytes() -> bytes:
     """The body up to its first character that is not whitespace; 422 for a body without one."""
-    data = b""
-    while not data.strip():
+    pieces: list[bytes] = []  # joined once: megabytes of whitespace read a piece at a time
+    while not pieces or not pieces[-1].strip():
         piece = request.stream.read(_FIRST_READ_BYTES)
         if not piece:
             raise refused("the request has no body; send a JSON object")
-        data = piece if not data else data + piece
-    return data
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
+def _read_declared(*, already: int) -> Callable[[int], bytes]:
+    """The body stream's read, ending with ClientDisconnected when the body ends before its
+    Content-Length: werkzeug's own stream raises it, gunicorn's ends the body there."""
+    declared, read = request.content_length, request.stream.read
+    if declared is None:
+        return read
+    total = already
+
+    def read_declared(size: int) -> bytes:
+        nonlocal total
+        data = read(size)
+        total += len(data)
+        if not data and total < declared:
+            raise ClientDisconnected()
+        return data
+
+    return read_declared
 
 
 def _read_batch(reader: JsonObjectStream, staged: StagedRequests, *, max_steps_ceiling: int) -> CreateBatch:

@@ -8,6 +8,7 @@ from typing import Any
 
 import redis
 from flask import Flask, Response, current_app, jsonify
+from gunicorn.http.errors import ParseException
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -122,6 +123,10 @@ def register(app: Flask) -> None:
         if error.response is not None and error.response.status_code == 422:
             return error.response  # flask-openapi3's validation abort, already shaped
         return error_response(error.code or 500, error.description or error.name)
+
+    @app.errorhandler(ParseException)  # raised by gunicorn while the app reads a chunked body
+    def _bad_framing(_error: ParseException) -> Response:
+        return error_response(400, "The request body's chunked transfer encoding is malformed; send it again.")
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:

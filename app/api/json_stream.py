@@ -187,12 +187,13 @@ class JsonObjectStream:
             start = self.pos
             try:
                 value, end = self._scan(self.text, start)
-            except StopIteration:
+            except StopIteration as exc:
                 if not self.eof:
                     self._fill()
                     continue
                 self._check_depth(start, levels_above)
-                raise self._syntax("Expecting value") from None
+                # The scanner stops where a value was expected, which may lie inside this one.
+                raise self._syntax("Expecting value", exc.value if isinstance(exc.value, int) else None) from None
             except json.JSONDecodeError as exc:
                 if not self.eof:
                     self._fill()
@@ -237,7 +238,9 @@ class JsonObjectStream:
     def _check(self, start: int, *, levels_above: int) -> None:
         """The checks the scanner does not make, on the text from `start` to `pos`."""
         span = self.text[start:self.pos]
-        if span.count("[") + span.count("{") + levels_above > MAX_JSON_DEPTH:
+        # The span's own depth first: the text after it may be megabytes (a read after a long value).
+        if (span.count("[") + span.count("{") + levels_above > MAX_JSON_DEPTH
+                and json_depth(span.encode("utf-8", "surrogatepass")) + levels_above > MAX_JSON_DEPTH):
             self._check_depth(start, levels_above)
         if "\\u" in span and _SURROGATE.search(_SURROGATE_PAIR.sub("", span.replace("\\\\", "__"))):
             raise BodyRefused("a string holds a lone UTF-16 surrogate escape (\\uD800 to \\uDFFF), which is "

@@ -148,6 +148,15 @@ def charge_batch_requests(count: int) -> None:
         retry_after_s=retry_after_s)
 
 
+def refund_batch_requests(count: int) -> None:
+    """Give back `count` requests charged by charge_batch_requests for a batch that was not stored
+    after all (a concurrent create with the same Idempotency-Key stored its batch first)."""
+    per_hour = current_app.extensions["batchline"].settings.batch_requests_per_hour
+    if count and per_hour:
+        current_app.extensions[_EXTENSION].strategy.hit(RateLimitItemPerHour(per_hour), "batch_requests",
+                                                        limit_key(), cost=-count)
+
+
 def _storage_uri(redis_url: str) -> str:
     """limits names a Unix socket `redis+unix://`; redis-py and REDIS_URL say `unix://`."""
     return "redis+" + redis_url if redis_url.startswith("unix://") else redis_url

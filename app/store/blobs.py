@@ -12,6 +12,7 @@ reads as it always did.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -114,15 +115,30 @@ class StagedRequests:
         self._discarded = True
         self._commands = []
         if self._connection is not None:
-            self._connection.disconnect()
-            self._client.connection_pool.release(self._connection)
-            self._connection = None
+            self._await_sent()
         staged = self.staged_keys()
         try:
             for start in range(0, len(staged), 1000):
                 self._client.unlink(*staged[start:start + 1000])
         except redis.RedisError:
             pass
+
+    def _await_sent(self) -> None:
+        """Read the replies of every write sent: the delete that follows goes on another
+        connection, and would otherwise run before writes still on their way, which would then
+        stage keys nothing deletes (an item index without a time to live)."""
+        connection, self._connection = self._connection, None
+        try:
+            for _ in range(self._unread):
+                with contextlib.suppress(redis.ResponseError):  # that write failed: nothing of it to delete
+                    connection.read_response()
+        except BaseException as exc:
+            connection.disconnect()
+            if not isinstance(exc, redis.RedisError):
+                raise
+        finally:
+            self._unread = 0
+            self._client.connection_pool.release(connection)
 
     def _write(self, requests: Sequence[LettaBatchRequest]) -> None:
         # The serializer itself, not model_dump_json: a third faster over 100,000 requests. Defaults

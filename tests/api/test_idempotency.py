@@ -4,6 +4,7 @@ scoped to the tenant, kept for a setting's time, bounded in length. Real Redis, 
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -83,3 +84,38 @@ def test_given_the_ttl_setting_when_a_key_is_stored_then_it_expires_after_that_l
     assert _post(client, {"requests": [{"agent_id": agent, "input": "x"}]}, "k-ttl").status_code == 200
     remaining_s = app.extensions["batchline"].store.client.ttl(keys.idempotency("default", "k-ttl"))
     assert ttl_s - 5 <= remaining_s <= ttl_s
+
+
+@pytest.mark.parametrize("same_body", [True, False])
+def test_given_two_creates_with_one_key_racing_when_the_other_commits_first_then_only_its_batch_is_charged(
+        make_app, monkeypatch, same_body):
+    """The loser of the race answers the winner's batch (or a 409 for another body): no batch of its
+    own, so it costs no budget. The race is made certain by letting the other create run to its end
+    between this one's charge and its commit; without that, two threads racing were both charged in
+    298 of 300 rounds."""
+    from app.api import batch_create
+
+    app = make_app(rate_limit_per_minute=0, batch_requests_per_hour=10)
+    client = app.test_client()
+    agent = client.post("/v1/agents/", json={"model": "simulated/echo"}).get_json()["id"]
+    body = {"requests": [{"agent_id": agent, "input": "x"}] * 4}
+    other_body = body if same_body else {"requests": [{"agent_id": agent, "input": "y"}] * 4}
+    charge, answers = batch_create.charge_batch_requests, []
+
+    def charge_then_let_the_other_commit(count: int) -> None:
+        charge(count)  # the real charge, in Redis; then, between it and this create's commit:
+        if not answers:
+            answers.append(None)
+            other = threading.Thread(target=lambda: answers.append(_post(app.test_client(), other_body, "race")))
+            other.start()
+            other.join()
+
+    monkeypatch.setattr(batch_create, "charge_batch_requests", charge_then_let_the_other_commit)
+    first = _post(client, body, "race")
+
+    assert answers[1].status_code == 200 and _batches(app) == 1
+    if same_body:
+        assert first.status_code == 200 and first.get_json()["id"] == answers[1].get_json()["id"]
+    else:
+        assert first.status_code == 409
+    assert _post(client, {"requests": [{"agent_id": agent, "input": "x"}] * 6}, "next").status_code == 200

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from app.api.body_guard import BodyRefused, parse_json
+from app.api import json_stream
+from app.api.body_guard import BodyRefused, json_depth, parse_json
 from app.api.json_stream import READ_BYTES, JsonObjectStream
 
 PIECES = [1, 3, 64, READ_BYTES]
@@ -45,6 +46,10 @@ REFUSED = [
     '{"requests"\n\n  [1]}',
     "{requests: 1}",
     '{"requests": [1 2]}',
+    # a value that is not one, inside an element or another member: the sentence places it
+    '{"requests": [' + ", ".join([ITEM] * 100) + ', {"agent_id": "a", "input": x}]}',
+    '{"requests": [' + ", ".join([ITEM] * 100) + ', [1, -]]}',
+    '{"metadata": {"a": tru}, "requests": []}',
 ]
 
 
@@ -76,3 +81,23 @@ def test_given_a_refused_body_when_read_in_pieces_then_the_sentence_is_the_whole
     with pytest.raises(BodyRefused) as streamed:
         _read(text, piece)
     assert str(streamed.value) == str(whole.value)
+
+
+def test_given_a_long_value_then_many_elements_the_fast_path_misses_when_read_then_the_depth_checks_stay_linear(
+        monkeypatch):
+    """A long value makes one read bring megabytes of elements after it; each group of them read
+    one at a time was depth-checked with all the text after it, which grew as the square of the
+    body (12 MB took 4 s, 100,000 requests minutes)."""
+    scanned: list[int] = []
+
+    def counted(data: bytes) -> int:
+        scanned.append(len(data))
+        return json_depth(data)
+
+    monkeypatch.setattr(json_stream, "json_depth", counted)
+    element = json.dumps({"agent_id": "a", "input": "[" * 70 + '"},x' * 12})  # `},` in its text, 70 brackets
+    text = ('{"requests": [' + ",".join([element] * 50 + [json.dumps({"agent_id": "a", "input": "y" * 4_000_000})]
+                                        + [element] * 10_000) + "]}")
+
+    assert len(_read(text, READ_BYTES)["requests"]) == 10_051
+    assert sum(scanned) <= 2 * len(text)

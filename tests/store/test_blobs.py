@@ -10,8 +10,9 @@ import redis
 
 from app.schemas.agents import CreateAgent
 from app.schemas.batches import LettaBatchRequest
-from app.store import Store, keys
+from app.store import Store, connect, keys
 from app.store.batches import StagedRequestsLost
+from tests.support.slow_link import SlowLink
 
 #: Long enough that a hash holding it as a field would leave Redis's compact encoding (64 bytes).
 LONG_INPUT = "Résumé ✓ — " + "x" * 150
@@ -185,3 +186,24 @@ def test_given_a_body_slower_than_the_health_check_interval_when_staged_then_eve
 
     batch_id, _ = slow.batches.create(staged=staged, callback_url=None, metadata=None, completion_window_s=60)
     assert slow.batches.get(batch_id)["request_counts"]["total"] == 4
+
+
+def test_given_staged_writes_still_on_their_way_to_redis_when_the_create_is_refused_then_none_is_left_once_they_land(
+        redis_url):
+    """Over a slow link, the last blob is still arriving when the refusal deletes what was staged
+    (on another connection, which the small delete overtakes): it must not land afterwards, nor
+    list its items again in an index without a time to live."""
+    direct = redis.Redis.from_url(redis_url, decode_responses=True)
+    with SlowLink(target_port=direct.connection_pool.connection_kwargs["port"], bytes_per_s=2 * 1024 * 1024) as link:
+        slow = Store(client=connect(link.url()))
+        agent = slow.agents.create(CreateAgent(model="simulated/echo"))["id"]
+        staged = slow.batches.stage(blob_size=2)
+        staged.add([LettaBatchRequest(agent_id=agent, input="first")] * 2)
+        staged.flush()
+        staged.add([LettaBatchRequest(agent_id=agent, input="x" * 200_000)] * 2)  # a flush of 400 KB
+
+        staged.discard_unless_committed()
+        slow.client.connection_pool.disconnect()
+        link.wait_for_closed(still_open=0)  # Redis has run every command sent
+
+    assert {key: direct.ttl(key) for key in direct.scan_iter(match=f"{keys.PREFIX}batch:*")} == {}
