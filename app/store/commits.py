@@ -13,6 +13,7 @@ import redis
 
 from app.redis_retry import UNAVAILABLE
 from app.store import keys
+from app.store.lua_json import lua_json, lua_text
 from app.store.monitor import METRIC_ARGS, METRIC_KEYS
 from app.store.runs import ALREADY_ANSWERED, Commit, RunRecord, left_pending, stored_block
 from app.store.scripts import Scripts
@@ -149,12 +150,12 @@ def _call(batch_id: str, entries: Sequence[ItemCommit], owner: str) -> tuple[lis
         items.append({
             "agent": number[entry.agent_id],
             "messages": [[message["id"], json.dumps(message)] for message in record.messages],
-            "blocks": [[block["label"], json.dumps(stored_block(block)), block.get("base_version", 0)]
+            "blocks": [[block["label"], lua_json(stored_block(block)), block.get("base_version", 0)]
                        for block in record.blocks],
             "outcome": record.outcome, "stop_reason": record.stop_reason or "",
             "ttft_ns": "" if record.ttft_ns is None else str(record.ttft_ns),
             "total_ns": "" if record.total_duration_ns is None else str(record.total_duration_ns),
-            "error": record.error or "",
+            "error": lua_text(record.error or ""),
             "first_token_us": "" if record.first_token_us is None else str(record.first_token_us),
             "answers": record.answers_approval or "", "leaves": left_pending(record.messages) or "",
         })

@@ -13,6 +13,7 @@ import redis
 
 from app.store import keys
 from app.store.blobs import RequestBlobs, request_bytes
+from app.store.lua_json import lua_json
 from app.store.scripts import Scripts
 
 #: The error of a run that answered an approval another request had already answered.
@@ -133,7 +134,7 @@ class RunStore:
             return CommitStore(client=self.client, scripts=self.scripts).commit_many([entry])[0]
         payload = json.dumps({
             "messages": [[message["id"], json.dumps(message)] for message in record.messages],
-            "blocks": [[block["label"], json.dumps(stored_block(block)), block.get("base_version", 0)]
+            "blocks": [[block["label"], lua_json(stored_block(block)), block.get("base_version", 0)]
                        for block in record.blocks],
         })
         committed, remaining, batch_status, stale, refused = self.scripts.commit_run(

@@ -164,3 +164,40 @@ def test_given_a_cancelled_batch_when_an_unstarted_item_is_committed_then_its_co
     assert commit.committed
     counts = store.batches.get(batch_id)["request_counts"]
     assert (counts["cancelled"], counts["errored"], counts["pending"], counts["running"]) == (1, 1, 0, 0)
+
+
+def test_given_an_error_text_with_a_lone_surrogate_when_committed_then_it_is_recorded_with_u_fffd_in_its_place(store):
+    """A provider's error body may decode to a lone UTF-16 surrogate (`"\\ud800"` in its JSON);
+    Redis's JSON decoder refuses one, which failed the item's commit and lost its real error."""
+    agent_id, batch_id, item_ids = _batch(store, 1)
+    _claim(store, batch_id, item_ids[0], "w1")
+    entry = _entry(batch_id, agent_id, item_ids[0], "errored")
+    entry.record.error = "upstream said \ud800 then stopped"
+
+    [commit] = store.commits.commit_many([entry], owner="w1")
+
+    assert commit.committed
+    assert store.client.hget(keys.item(item_ids[0]), "error") == "upstream said \ufffd then stopped"
+    assert store.batches.get(batch_id)["request_counts"]["errored"] == 1
+
+
+def test_given_a_block_holding_a_lone_surrogate_when_runs_edit_it_then_each_commit_stands(store):
+    """A model's memory edit may hold a lone surrogate (its tool arguments are JSON, which allows
+    one; a client's is refused by validation). The scripts decode the run's block, and later the
+    stored one to check its version: the commit failed, and so would every later edit of it."""
+    agent_id = store.agents.create(CreateAgent(model="simulated/echo", memory_blocks=[
+        {"label": "human", "value": "Name: Sam"}]))["id"]
+    requests = [LettaBatchRequest(agent_id=agent_id, input=f"q{i}") for i in range(2)]
+    batch_id, _ = store.batches.create(requests=requests, callback_url=None, metadata=None, completion_window_s=60)
+    item_ids = store.batches.item_ids(batch_id, start=0, stop=-1)
+    for n, item_id in enumerate(item_ids):
+        _claim(store, batch_id, item_id, "w1")
+        block = store.agents.blocks(agent_id)["human"]
+        entry = _entry(batch_id, agent_id, item_id)
+        entry.record.blocks = [block | {"value": f"{block['value']}\nedit {n} \ud83d",
+                                        "base_version": block.get("version", 0)}]
+
+        [commit] = store.commits.commit_many([entry], owner="w1")
+
+        assert commit.committed and commit.stale_block is None
+    assert store.agents.blocks(agent_id)["human"]["value"] == "Name: Sam\nedit 0 \ufffd\nedit 1 \ufffd"
