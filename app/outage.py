@@ -36,6 +36,10 @@ class RedisOutage:
                 return
             self._down_since = time.monotonic()
         reason = error if isinstance(error, str) else type(error).__name__
+        if reason == "ReadOnlyError":  # the Redis reached is a replica: a failover in progress
+            logger.warning("Redis refuses writes (a replica, until a failover promotes it): work pauses and "
+                           "resumes by itself when it takes writes again")
+            return
         logger.warning("Redis is unreachable (%s): work pauses and resumes by itself when it is back", reason)
 
     def back(self) -> None:

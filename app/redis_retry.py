@@ -14,8 +14,19 @@ from app.outage import outage
 T = TypeVar("T")
 
 #: Errors that mean "Redis is not there right now" (BusyLoadingError, while a restarted Redis
-#: loads its data, is a ConnectionError); anything else is a real error.
-UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError)
+#: loads its data, is a ConnectionError; ReadOnlyError, a failover in progress: the Redis reached
+#: is a replica until it is promoted); anything else is a real error.
+UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError)
+
+
+def read_only_as_unavailable(error: Exception) -> Exception:
+    """A script's write refused by a replica, which Redis 6 reports as a plain script error
+    ("... -READONLY You can't write against a read only replica."), as the ReadOnlyError that
+    Redis 7 and a plain command give; any other error as it is."""
+    if isinstance(error, redis.ResponseError) and not isinstance(error, redis.ReadOnlyError) \
+            and "-READONLY " in str(error):
+        return redis.ReadOnlyError(str(error))
+    return error
 #: First and longest pause between two tries.
 FIRST_DELAY_S = 0.1
 MAX_DELAY_S = 2.0

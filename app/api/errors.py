@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from app.outage import outage
+from app.redis_retry import read_only_as_unavailable
 from app.schemas.messages import UNION_TAGS, UNION_TAGS_AFTER_FIELD
 from app.store.pagination import UnknownCursor
 
@@ -130,6 +131,8 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
+        if isinstance(read_only_as_unavailable(error), redis.ReadOnlyError):  # a script's write, Redis 6
+            return _redis_down(error)
         logger.exception("Unhandled error")
         return error_response(500, "Internal error; it has been logged.")
 

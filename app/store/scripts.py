@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import redis
+from redis.commands.core import Script
+
+from app.redis_retry import read_only_as_unavailable
 
 _LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
 #: `--#include NAME` on a line of its own puts app/lua/lib/NAME.lua there (Redis scripts cannot
@@ -19,12 +24,31 @@ def script_text(name: str) -> str:
                         (_LUA_DIR / f"{name}.lua").read_text())
 
 
+class _Script:
+    """A registered script whose write refused by a replica (a failover) raises ReadOnlyError,
+    which callers wait out like any outage (app/redis_retry.py), on Redis 6 as on Redis 7."""
+
+    def __init__(self, script: Script) -> None:
+        self._script = script
+        self.sha = script.sha
+        self.script = script.script
+
+    def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = (), client: Any = None) -> Any:
+        try:
+            return self._script(keys=keys, args=args, client=client)
+        except redis.ResponseError as error:
+            converted = read_only_as_unavailable(error)
+            if converted is error:
+                raise
+            raise converted from error
+
+
 class Scripts:
     """Registered scripts, bound to one client (EVALSHA, with EVAL on a cold script cache)."""
 
     def __init__(self, *, client: redis.Redis) -> None:
-        def load(name: str):
-            return client.register_script(script_text(name))
+        def load(name: str) -> _Script:
+            return _Script(client.register_script(script_text(name)))
 
         self.claim_item = load("claim_item")
         self.claim_items = load("claim_items")

@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from actors.runtime import WorkerRuntime
+from app.embedded_redis import free_port
 from app.schemas.agents import CreateAgent
 from app.schemas.batches import LettaBatchRequest
 from app.store import Store, keys
@@ -85,6 +86,38 @@ def test_given_redis_failing_at_the_commit_when_it_comes_back_then_the_run_commi
         item = store.client.hgetall(keys.item(item_id))
         assert (item["status"], item["attempts"]) == ("succeeded", "1")
         assert len(model.requests) == 1  # the answer in hand was kept, not asked for again
+        assert (FINALIZE_BATCH, batch_id) in tasks.sent
+
+
+def test_given_redis_read_only_at_the_commit_when_the_failover_ends_then_the_run_commits_once(
+        store, make_runtime, monkeypatch):
+    """A failover in progress: the Redis the worker reaches is a replica (READONLY) until it is
+    promoted. The run's result waits, as for a Redis that is away, instead of failing the item."""
+    with FakeOpenAIServer() as model:
+        agent_id = openai_agent(store, model, context_window=8000)
+        batch_id, _ = store.batches.create(requests=[LettaBatchRequest(agent_id=agent_id, input="hi")],
+                                           callback_url=None, metadata=None, completion_window_s=3600)
+        [item_id] = store.batches.item_ids(batch_id, start=0, stop=0)
+        runtime, tasks = make_runtime()
+        real_commit, read_only_tries = runtime.store.commits.commit_each, []
+
+        def commit_during_a_failover(*args: Any, **kwargs: Any) -> Any:
+            if len(read_only_tries) < 2:
+                read_only_tries.append(1)
+                store.client.replicaof("127.0.0.1", str(free_port()))  # its primary is not there
+            else:
+                store.client.replicaof("NO", "ONE")  # promoted
+            return real_commit(*args, **kwargs)
+
+        monkeypatch.setattr(runtime.store.commits, "commit_each", commit_during_a_failover)
+        try:
+            run_chunk(runtime, batch_id)
+        finally:
+            store.client.replicaof("NO", "ONE")
+        assert len(read_only_tries) == 2
+        item = store.client.hgetall(keys.item(item_id))
+        assert (item["status"], item["attempts"]) == ("succeeded", "1")
+        assert len(model.requests) == 1
         assert (FINALIZE_BATCH, batch_id) in tasks.sent
 
 

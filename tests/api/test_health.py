@@ -48,3 +48,21 @@ def test_given_the_root_url_when_fetched_then_it_points_to_the_docs_and_probes_t
 def test_given_the_swagger_url_with_a_trailing_slash_when_fetched_then_it_leads_to_the_swagger_page(client):
     page = client.get("/docs/swagger/", follow_redirects=True)
     assert page.status_code == 200 and b"swagger-ui" in page.data and page.request.path == "/docs/swagger"
+
+
+def test_given_redis_read_only_during_a_failover_when_a_batch_is_created_or_cancelled_then_503_not_500(
+        client, store):
+    """The Redis reached is a replica until the failover promotes it: a plain write is refused
+    with READONLY, a script's write (Redis 6) with a script error that says READONLY."""
+    agent = client.post("/v1/agents/", json={"model": "simulated/echo"}).get_json()["id"]
+    batch = client.post("/v1/messages/batches", json={"requests": [{"agent_id": agent, "input": "hi"}]}).get_json()
+    store.client.replicaof("127.0.0.1", str(free_port()))  # its primary is not there
+    try:
+        created = client.post("/v1/messages/batches", json={"requests": [{"agent_id": agent, "input": "again"}]})
+        cancelled = client.post(f"/v1/messages/batches/{batch['id']}/cancel")
+    finally:
+        store.client.replicaof("NO", "ONE")
+    for answer in (created, cancelled):
+        assert answer.status_code == 503, answer.get_json()
+        assert "Redis" in answer.get_json()["detail"] and answer.headers["Retry-After"]
+    assert [b["id"] for b in client.get("/v1/messages/batches").get_json()] == [batch["id"]]
