@@ -4,7 +4,7 @@ what dead or failed owners left, and nothing is acked while an item could be str
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -64,61 +64,63 @@ def test_given_an_item_held_under_a_live_lease_when_its_owner_dies_then_the_rede
     assert (FINALIZE_BATCH, batch_id) in tasks.sent
 
 
-def test_given_redis_failing_at_the_commit_when_it_comes_back_then_the_run_commits_once_without_running_again(
-        store, make_runtime, monkeypatch):
+def _one_request_with_commit_trouble(store: Store, make_runtime: Any, monkeypatch: pytest.MonkeyPatch,
+                                     trouble: Callable[[int], None]) -> tuple[dict[str, str], int, int, bool]:
+    """Run a one-request batch against the fake model, calling `trouble(n)` before the commit's
+    n-th try (0-based). Returns the item's hash, the commit's tries, the model calls made, and
+    whether the batch's finalize was sent."""
     with FakeOpenAIServer() as model:
         agent_id = openai_agent(store, model, context_window=8000)
         batch_id, _ = store.batches.create(requests=[LettaBatchRequest(agent_id=agent_id, input="hi")],
                                            callback_url=None, metadata=None, completion_window_s=3600)
         [item_id] = store.batches.item_ids(batch_id, start=0, stop=0)
         runtime, tasks = make_runtime()
-        real_commit, failures = runtime.store.commits.commit_each, []
+        real_commit, tries = runtime.store.commits.commit_each, []
 
-        def commit_while_redis_is_away(*args: Any, **kwargs: Any) -> Any:
-            if len(failures) < 3:
-                failures.append(1)
-                raise redis.ConnectionError("Redis went away")
+        def troubled_commit(*args: Any, **kwargs: Any) -> Any:
+            tries.append(1)
+            trouble(len(tries) - 1)
             return real_commit(*args, **kwargs)
 
-        monkeypatch.setattr(runtime.store.commits, "commit_each", commit_while_redis_is_away)
+        monkeypatch.setattr(runtime.store.commits, "commit_each", troubled_commit)
         run_chunk(runtime, batch_id)
-        assert len(failures) == 3
-        item = store.client.hgetall(keys.item(item_id))
-        assert (item["status"], item["attempts"]) == ("succeeded", "1")
-        assert len(model.requests) == 1  # the answer in hand was kept, not asked for again
-        assert (FINALIZE_BATCH, batch_id) in tasks.sent
+        return (store.client.hgetall(keys.item(item_id)), len(tries), len(model.requests),
+                (FINALIZE_BATCH, batch_id) in tasks.sent)
+
+
+def test_given_redis_failing_at_the_commit_when_it_comes_back_then_the_run_commits_once_without_running_again(
+        store, make_runtime, monkeypatch):
+    def redis_away_three_times(n: int) -> None:
+        if n < 3:
+            raise redis.ConnectionError("Redis went away")
+
+    item, tries, model_calls, finalized = _one_request_with_commit_trouble(store, make_runtime, monkeypatch,
+                                                                           redis_away_three_times)
+    assert tries == 4
+    assert (item["status"], item["attempts"]) == ("succeeded", "1")
+    assert model_calls == 1  # the answer in hand was kept, not asked for again
+    assert finalized
 
 
 def test_given_redis_read_only_at_the_commit_when_the_failover_ends_then_the_run_commits_once(
         store, make_runtime, monkeypatch):
     """A failover in progress: the Redis the worker reaches is a replica (READONLY) until it is
     promoted. The run's result waits, as for a Redis that is away, instead of failing the item."""
-    with FakeOpenAIServer() as model:
-        agent_id = openai_agent(store, model, context_window=8000)
-        batch_id, _ = store.batches.create(requests=[LettaBatchRequest(agent_id=agent_id, input="hi")],
-                                           callback_url=None, metadata=None, completion_window_s=3600)
-        [item_id] = store.batches.item_ids(batch_id, start=0, stop=0)
-        runtime, tasks = make_runtime()
-        real_commit, read_only_tries = runtime.store.commits.commit_each, []
-
-        def commit_during_a_failover(*args: Any, **kwargs: Any) -> Any:
-            if len(read_only_tries) < 2:
-                read_only_tries.append(1)
-                store.client.replicaof("127.0.0.1", str(free_port()))  # its primary is not there
-            else:
-                store.client.replicaof("NO", "ONE")  # promoted
-            return real_commit(*args, **kwargs)
-
-        monkeypatch.setattr(runtime.store.commits, "commit_each", commit_during_a_failover)
-        try:
-            run_chunk(runtime, batch_id)
-        finally:
+    def replica_twice_then_promoted(n: int) -> None:
+        if n < 2:
+            store.client.replicaof("127.0.0.1", str(free_port()))  # its primary is not there
+        else:
             store.client.replicaof("NO", "ONE")
-        assert len(read_only_tries) == 2
-        item = store.client.hgetall(keys.item(item_id))
-        assert (item["status"], item["attempts"]) == ("succeeded", "1")
-        assert len(model.requests) == 1
-        assert (FINALIZE_BATCH, batch_id) in tasks.sent
+
+    try:
+        item, tries, model_calls, finalized = _one_request_with_commit_trouble(store, make_runtime, monkeypatch,
+                                                                               replica_twice_then_promoted)
+    finally:
+        store.client.replicaof("NO", "ONE")
+    assert tries == 3
+    assert (item["status"], item["attempts"]) == ("succeeded", "1")
+    assert model_calls == 1
+    assert finalized
 
 
 def test_given_one_item_that_fails_unexpectedly_when_its_chunk_runs_then_only_it_errors_and_its_siblings_finish(
