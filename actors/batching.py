@@ -159,9 +159,16 @@ class CommitBatcher:
             send=lambda entries: store.commits.commit_each(entries, owner=owner))
 
     async def commit(self, *, agent_id: str, record: RunRecord, batch_id: str, item_id: str) -> Commit:
+        """The run's commit. A stop or a shutdown that arrives meanwhile waits for it, also while
+        it waits out an outage: the run has ended, there is nothing left to stop, and its result
+        is kept (a shutdown ends the outage's wait: the retry gives up, and the item goes back)."""
+        return await _uncancelled(asyncio.ensure_future(
+            self._commit(agent_id=agent_id, record=record, batch_id=batch_id, item_id=item_id)))
+
+    async def _commit(self, *, agent_id: str, record: RunRecord, batch_id: str, item_id: str) -> Commit:
         for _ in range(MAX_REPLAYS):
             entry = ItemCommit(batch_id=batch_id, item_id=item_id, agent_id=agent_id, record=record)
-            commit = await self.redis_retry.wait_for(lambda entry=entry: self._settled(self.batcher.submit(entry)))
+            commit = await self.redis_retry.wait_for(lambda entry=entry: self.batcher.submit(entry))
             if commit.stale_block is None:
                 return commit
             # Another run of the agent (maybe in the same flush, committed before this one)
@@ -169,15 +176,15 @@ class CommitBatcher:
             record = replay_block_edits(record, await self.redis_retry.call(self.store.agents.blocks, agent_id))
         raise BlockContention(f"memory blocks of agent {agent_id} kept changing under this run's commit")
 
-    @staticmethod
-    async def _settled(future: asyncio.Future[Commit]) -> Commit:
-        """The commit's answer. A stop or a shutdown that arrives meanwhile waits for it: the run
-        has ended, its commit is on its way, and there is nothing left to stop."""
-        while True:
-            try:
-                return await asyncio.shield(future)
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if future.cancelled() or task is None:
-                    raise
-                task.uncancel()
+
+async def _uncancelled(future: asyncio.Future[T]) -> T:
+    """The future's result, awaited through any cancellation of the awaiting task (the task is
+    uncancelled each time); only the future's own cancellation ends the wait early."""
+    while True:
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if future.cancelled() or task is None:
+                raise
+            task.uncancel()

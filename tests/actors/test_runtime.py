@@ -3,6 +3,7 @@ what dead or failed owners left, and nothing is acked while an item could be str
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 import redis
 
 from actors.runtime import WorkerRuntime
+from app import redis_retry
 from app.embedded_redis import free_port
 from app.schemas.agents import CreateAgent
 from app.schemas.batches import LettaBatchRequest
@@ -65,10 +67,11 @@ def test_given_an_item_held_under_a_live_lease_when_its_owner_dies_then_the_rede
 
 
 def _one_request_with_commit_trouble(store: Store, make_runtime: Any, monkeypatch: pytest.MonkeyPatch,
-                                     trouble: Callable[[int], None]) -> tuple[dict[str, str], int, int, bool]:
-    """Run a one-request batch against the fake model, calling `trouble(n)` before the commit's
-    n-th try (0-based). Returns the item's hash, the commit's tries, the model calls made, and
-    whether the batch's finalize was sent."""
+                                     trouble: Callable[[int, WorkerRuntime, str], None],
+                                     ) -> tuple[dict[str, str], int, int, bool]:
+    """Run a one-request batch against the fake model, calling `trouble(n, runtime, batch_id)`
+    before the commit's n-th try (0-based). Returns the item's hash, the commit's tries, the
+    model calls made, and whether the batch's finalize was sent."""
     with FakeOpenAIServer() as model:
         agent_id = openai_agent(store, model, context_window=8000)
         batch_id, _ = store.batches.create(requests=[LettaBatchRequest(agent_id=agent_id, input="hi")],
@@ -79,7 +82,7 @@ def _one_request_with_commit_trouble(store: Store, make_runtime: Any, monkeypatc
 
         def troubled_commit(*args: Any, **kwargs: Any) -> Any:
             tries.append(1)
-            trouble(len(tries) - 1)
+            trouble(len(tries) - 1, runtime, batch_id)
             return real_commit(*args, **kwargs)
 
         monkeypatch.setattr(runtime.store.commits, "commit_each", troubled_commit)
@@ -90,7 +93,7 @@ def _one_request_with_commit_trouble(store: Store, make_runtime: Any, monkeypatc
 
 def test_given_redis_failing_at_the_commit_when_it_comes_back_then_the_run_commits_once_without_running_again(
         store, make_runtime, monkeypatch):
-    def redis_away_three_times(n: int) -> None:
+    def redis_away_three_times(n: int, _runtime: WorkerRuntime, _batch_id: str) -> None:
         if n < 3:
             raise redis.ConnectionError("Redis went away")
 
@@ -106,7 +109,7 @@ def test_given_redis_read_only_at_the_commit_when_the_failover_ends_then_the_run
         store, make_runtime, monkeypatch):
     """A failover in progress: the Redis the worker reaches is a replica (READONLY) until it is
     promoted. The run's result waits, as for a Redis that is away, instead of failing the item."""
-    def replica_twice_then_promoted(n: int) -> None:
+    def replica_twice_then_promoted(n: int, _runtime: WorkerRuntime, _batch_id: str) -> None:
         if n < 2:
             store.client.replicaof("127.0.0.1", str(free_port()))  # its primary is not there
         else:
@@ -121,6 +124,26 @@ def test_given_redis_read_only_at_the_commit_when_the_failover_ends_then_the_run
     assert (item["status"], item["attempts"]) == ("succeeded", "1")
     assert model_calls == 1
     assert finalized
+
+
+def test_given_a_cancel_while_a_finished_run_waits_out_an_outage_to_commit_then_its_result_is_kept(
+        store, make_runtime, monkeypatch):
+    """The run ended before the cancel: its answer is committed once Redis is back, not thrown
+    away and recorded as cancelled."""
+    monkeypatch.setattr(redis_retry, "FIRST_DELAY_S", 1.0)  # the first wait for Redis: the cancel lands in it
+
+    def cancelled_while_redis_is_away(n: int, runtime: WorkerRuntime, batch_id: str) -> None:
+        if n == 0:
+            store.batches.stop(batch_id, status="cancelled")
+            # as the stop's pub/sub message does, once the commit waits for Redis
+            asyncio.get_running_loop().call_later(0.1, runtime.stop_batch_locally, batch_id)
+            raise redis.ConnectionError("Redis went away")
+
+    item, tries, model_calls, _finalized = _one_request_with_commit_trouble(store, make_runtime, monkeypatch,
+                                                                            cancelled_while_redis_is_away)
+    assert tries == 2
+    assert (item["status"], item["stop_reason"]) == ("succeeded", "end_turn")
+    assert model_calls == 1
 
 
 def test_given_one_item_that_fails_unexpectedly_when_its_chunk_runs_then_only_it_errors_and_its_siblings_finish(
