@@ -1,5 +1,5 @@
 """POST /v1/messages/batches, read from the request stream: the `requests` array is validated and
-written to Redis a blob at a time (app/store/blobs.py StagedRequests), so a 100,000-request body
+written to Redis a blob at a time (app/store/staging.py StagedRequests), so a 100,000-request body
 is never held whole, parsed whole, or turned into 100,000 models at once. Nothing becomes visible
 before the whole body is read and valid: a bad request #99,999 is a 422 and nothing is stored.
 
@@ -32,7 +32,7 @@ from app.redis_retry import UNAVAILABLE, RedisRetry
 from app.schemas.batches import MAX_REQUESTS_PER_BATCH, CreateBatch, LettaBatchRequest, LettaRequest
 from app.services import services
 from app.store.batches import IdempotencyKeyReused, StagedRequestsLost
-from app.store.blobs import StagedRequests
+from app.store.staging import StagedRequests
 from app.tasks import START_BATCH
 from app.tenancy import owner_of
 

@@ -14,10 +14,11 @@ import redis
 from app.ids import iso_from_ns, new_id
 from app.schemas.batches import LettaBatchRequest
 from app.store import keys
-from app.store.blobs import REQUESTS_PER_BLOB, RequestBlobs, StagedRequests
+from app.store.blobs import REQUESTS_PER_BLOB, RequestBlobs
 from app.store.model_limits import waiting_for
 from app.store.pagination import Order, page
 from app.store.scripts import Scripts
+from app.store.staging import StagedRequests
 from app.tenancy import DEFAULT_TENANT
 from app.vocabulary import (
     REQUEST_COUNTERS,
