@@ -40,6 +40,10 @@ class RedisOutage:
             logger.warning("Redis refuses writes (a replica, until a failover promotes it): work pauses and "
                            "resumes by itself when it takes writes again")
             return
+        if reason == "OutOfMemoryError":
+            logger.warning("Redis refuses writes (its maxmemory is reached): work pauses and resumes by itself "
+                           "when it has room again (raise maxmemory, or delete old batches)")
+            return
         logger.warning("Redis is unreachable (%s): work pauses and resumes by itself when it is back", reason)
 
     def back(self) -> None:

@@ -14,19 +14,28 @@ from app.outage import outage
 T = TypeVar("T")
 
 #: Errors that mean "Redis is not there right now" (BusyLoadingError, while a restarted Redis
-#: loads its data, is a ConnectionError; ReadOnlyError, a failover in progress: the Redis reached
-#: is a replica until it is promoted); anything else is a real error.
-UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError)
+#: loads its data, is a ConnectionError), or does not take writes right now: ReadOnlyError, a
+#: failover in progress (the Redis reached is a replica until it is promoted), and
+#: OutOfMemoryError, its `maxmemory` reached (until keys expire or an operator makes room).
+#: Anything else is a real error.
+UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, redis.exceptions.OutOfMemoryError)
+#: How Redis 6 words a script's write it refused ("... -READONLY You can't write against a read
+#: only replica.", "... -OOM command not allowed ..."), with the error Redis 7 and a plain
+#: command give instead. A script refused at its first write has written nothing.
+_REFUSED_SCRIPT_WRITES = (("-READONLY ", redis.ReadOnlyError), ("-OOM ", redis.exceptions.OutOfMemoryError))
 
 
-def read_only_as_unavailable(error: Exception) -> Exception:
-    """A script's write refused by a replica, which Redis 6 reports as a plain script error
-    ("... -READONLY You can't write against a read only replica."), as the ReadOnlyError that
-    Redis 7 and a plain command give; any other error as it is."""
-    if isinstance(error, redis.ResponseError) and not isinstance(error, redis.ReadOnlyError) \
-            and "-READONLY " in str(error):
-        return redis.ReadOnlyError(str(error))
+def as_unavailable(error: Exception) -> Exception:
+    """A script's write refused because Redis does not take writes right now, as the error of
+    UNAVAILABLE that says so; any other error as it is."""
+    if isinstance(error, redis.ResponseError) and not isinstance(error, UNAVAILABLE):
+        message = str(error)
+        for marker, kind in _REFUSED_SCRIPT_WRITES:
+            if marker in message:
+                return kind(message)
     return error
+
+
 #: First and longest pause between two tries.
 FIRST_DELAY_S = 0.1
 MAX_DELAY_S = 2.0

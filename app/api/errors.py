@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from app.outage import outage
-from app.redis_retry import read_only_as_unavailable
+from app.redis_retry import as_unavailable
 from app.schemas.messages import UNION_TAGS, UNION_TAGS_AFTER_FIELD
 from app.store.pagination import UnknownCursor
 
@@ -106,6 +106,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(redis.ConnectionError)
     @app.errorhandler(redis.TimeoutError)
     @app.errorhandler(redis.ReadOnlyError)  # a failover in progress: the replica does not take writes yet
+    @app.errorhandler(redis.exceptions.OutOfMemoryError)  # maxmemory reached: no writes until there is room
     def _redis_down(error: redis.RedisError) -> Response:
         outage.lost(error)
         return redis_unavailable()
@@ -131,7 +132,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
-        if isinstance(read_only_as_unavailable(error), redis.ReadOnlyError):  # a script's write, Redis 6
+        if as_unavailable(error) is not error:  # a script's write refused (Redis 6's wording)
             return _redis_down(error)
         logger.exception("Unhandled error")
         return error_response(500, "Internal error; it has been logged.")

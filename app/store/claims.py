@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import redis
 
-from app.redis_retry import read_only_as_unavailable
+from app.redis_retry import as_unavailable
 from app.store import keys
 from app.store.agents import AgentStore
 from app.store.item_start import SMALL_REQUEST_BYTES, ItemStart
@@ -70,7 +70,7 @@ class ClaimStore:
             # The claims did not run: ask again.
         for reply in replies:
             if isinstance(reply, Exception) and not isinstance(reply, redis.exceptions.NoScriptError):
-                raise read_only_as_unavailable(reply)
+                raise as_unavailable(reply)
         replies = iter(replies)
         claims: dict[int, Claim] = {}
         for positions in by_batch.values():

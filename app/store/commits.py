@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import redis
 
-from app.redis_retry import UNAVAILABLE, read_only_as_unavailable
+from app.redis_retry import UNAVAILABLE, as_unavailable
 from app.store import keys
 from app.store.lua_json import lua_json, lua_text
 from app.store.monitor import METRIC_ARGS, METRIC_KEYS
@@ -84,7 +84,7 @@ class CommitStore:
                     pipe.evalsha(self.scripts.commit_items.sha, len(call_keys), *call_keys, *args)
                 replies = pipe.execute(raise_on_error=False)
             for batch_id, reply in zip(todo, replies, strict=True):
-                answers[batch_id] = read_only_as_unavailable(reply) if isinstance(reply, Exception) else reply
+                answers[batch_id] = as_unavailable(reply) if isinstance(reply, Exception) else reply
             todo = [batch_id for batch_id, reply in zip(todo, replies, strict=True)
                     if isinstance(reply, redis.exceptions.NoScriptError)]
             if not todo:

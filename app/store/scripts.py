@@ -10,7 +10,7 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
-from app.redis_retry import read_only_as_unavailable
+from app.redis_retry import as_unavailable
 
 _LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
 #: `--#include NAME` on a line of its own puts app/lua/lib/NAME.lua there (Redis scripts cannot
@@ -25,8 +25,9 @@ def script_text(name: str) -> str:
 
 
 class _Script:
-    """A registered script whose write refused by a replica (a failover) raises ReadOnlyError,
-    which callers wait out like any outage (app/redis_retry.py), on Redis 6 as on Redis 7."""
+    """A registered script whose write Redis refused for now (a replica during a failover, or
+    `maxmemory` reached) raises the error that says so, which callers wait out like any outage
+    (app/redis_retry.py), on Redis 6 as on Redis 7."""
 
     def __init__(self, script: Script) -> None:
         self._script = script
@@ -37,7 +38,7 @@ class _Script:
         try:
             return self._script(keys=keys, args=args, client=client)
         except redis.ResponseError as error:
-            converted = read_only_as_unavailable(error)
+            converted = as_unavailable(error)
             if converted is error:
                 raise
             raise converted from error

@@ -105,21 +105,22 @@ def test_given_redis_failing_at_the_commit_when_it_comes_back_then_the_run_commi
     assert finalized
 
 
-def test_given_redis_read_only_at_the_commit_when_the_failover_ends_then_the_run_commits_once(
-        store, make_runtime, monkeypatch):
-    """A failover in progress: the Redis the worker reaches is a replica (READONLY) until it is
-    promoted. The run's result waits, as for a Redis that is away, instead of failing the item."""
-    def replica_twice_then_promoted(n: int, _runtime: WorkerRuntime, _batch_id: str) -> None:
-        if n < 2:
-            store.client.replicaof("127.0.0.1", str(free_port()))  # its primary is not there
-        else:
-            store.client.replicaof("NO", "ONE")
+@pytest.mark.parametrize(("refuse", "allow"), [
+    (lambda client: client.replicaof("127.0.0.1", str(free_port())), lambda client: client.replicaof("NO", "ONE")),
+    (lambda client: client.config_set("maxmemory", 1), lambda client: client.config_set("maxmemory", 0)),
+], ids=["read-only during a failover", "maxmemory reached"])
+def test_given_redis_refusing_writes_at_the_commit_when_it_takes_them_again_then_the_run_commits_once(
+        store, make_runtime, monkeypatch, refuse, allow):
+    """A failover in progress (the Redis reached is a replica until it is promoted) or a full
+    Redis: the run's result waits, as for a Redis that is away, instead of failing the item."""
+    def refused_twice(n: int, _runtime: WorkerRuntime, _batch_id: str) -> None:
+        (refuse if n < 2 else allow)(store.client)
 
     try:
         item, tries, model_calls, finalized = _one_request_with_commit_trouble(store, make_runtime, monkeypatch,
-                                                                               replica_twice_then_promoted)
+                                                                               refused_twice)
     finally:
-        store.client.replicaof("NO", "ONE")
+        allow(store.client)
     assert tries == 3
     assert (item["status"], item["attempts"]) == ("succeeded", "1")
     assert model_calls == 1

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pytest
+import redis
+
 from app.embedded_redis import free_port
 
 
@@ -50,18 +55,28 @@ def test_given_the_swagger_url_with_a_trailing_slash_when_fetched_then_it_leads_
     assert page.status_code == 200 and b"swagger-ui" in page.data and page.request.path == "/docs/swagger"
 
 
-def test_given_redis_read_only_during_a_failover_when_a_batch_is_created_or_cancelled_then_503_not_500(
-        client, store):
-    """The Redis reached is a replica until the failover promotes it: a plain write is refused
-    with READONLY, a script's write (Redis 6) with a script error that says READONLY."""
+def _as_a_replica(client: redis.Redis) -> Callable[[], None]:
+    client.replicaof("127.0.0.1", str(free_port()))  # its primary is not there
+    return lambda: client.replicaof("NO", "ONE")
+
+
+def _full(client: redis.Redis) -> Callable[[], None]:
+    client.config_set("maxmemory", 1)  # with noeviction, as Batchline requires
+    return lambda: client.config_set("maxmemory", 0)
+
+
+@pytest.mark.parametrize("refusing", [_as_a_replica, _full], ids=["read-only during a failover", "maxmemory reached"])
+def test_given_redis_refusing_writes_when_a_batch_is_created_or_cancelled_then_503_not_500(client, store, refusing):
+    """A plain write is refused with READONLY or OOM; a script's write (Redis 6) with a script
+    error that says so."""
     agent = client.post("/v1/agents/", json={"model": "simulated/echo"}).get_json()["id"]
     batch = client.post("/v1/messages/batches", json={"requests": [{"agent_id": agent, "input": "hi"}]}).get_json()
-    store.client.replicaof("127.0.0.1", str(free_port()))  # its primary is not there
+    restore = refusing(store.client)
     try:
         created = client.post("/v1/messages/batches", json={"requests": [{"agent_id": agent, "input": "again"}]})
         cancelled = client.post(f"/v1/messages/batches/{batch['id']}/cancel")
     finally:
-        store.client.replicaof("NO", "ONE")
+        restore()
     for answer in (created, cancelled):
         assert answer.status_code == 503, answer.get_json()
         assert "Redis" in answer.get_json()["detail"] and answer.headers["Retry-After"]
