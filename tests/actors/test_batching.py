@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 import redis
 
 from actors.batching import MAX_ITEMS_PER_FLUSH, ClaimBatcher, CommitBatcher, _Batcher
@@ -182,16 +183,22 @@ def test_given_a_flush_of_two_batches_one_with_a_corrupt_item_when_committed_the
     assert (good.committed, good.remaining) == (True, 0)
 
 
-def test_given_a_flush_sent_in_two_slices_when_the_second_fails_then_the_first_slices_items_keep_their_own_answers(
-        store, monkeypatch):
+def _two_running_items_one_to_a_slice(store: Store, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str, list[str]]:
+    """A batch of two items claimed by w1, whose commits go to Redis one item a slice."""
     from app.store import commits as commits_module
 
     agent_id, batch_id, item_ids = _batch(store, 2)
     for item_id in item_ids:
         assert store.runs.claim(batch_id=batch_id, item_id=item_id, owner="w1", lease_s=30).action == "run"
+    monkeypatch.setattr(commits_module, "COMMIT_SLICE_BYTES", 1)
+    return agent_id, batch_id, item_ids
+
+
+def test_given_a_flush_sent_in_two_slices_when_the_second_fails_then_the_first_slices_items_keep_their_own_answers(
+        store, monkeypatch):
+    agent_id, batch_id, item_ids = _two_running_items_one_to_a_slice(store, monkeypatch)
     store.client.delete(keys.item(item_ids[1]))
     store.client.set(keys.item(item_ids[1]), "not a hash")
-    monkeypatch.setattr(commits_module, "COMMIT_SLICE_BYTES", 1)  # one item a slice
     commits = CommitBatcher(store=store, owner="w1", redis_retry=RedisRetry(give_up=lambda: False))
     first, second = _commit_together(commits, [(agent_id, batch_id, item_id, _ran(store, agent_id, item_id))
                                                for item_id in item_ids])
@@ -202,12 +209,7 @@ def test_given_a_flush_sent_in_two_slices_when_the_second_fails_then_the_first_s
 
 def test_given_redis_lost_between_two_slices_of_a_flush_when_it_is_back_then_the_first_slices_item_keeps_its_commit(
         store, monkeypatch):
-    from app.store import commits as commits_module
-
-    agent_id, batch_id, item_ids = _batch(store, 2)
-    for item_id in item_ids:
-        assert store.runs.claim(batch_id=batch_id, item_id=item_id, owner="w1", lease_s=30).action == "run"
-    monkeypatch.setattr(commits_module, "COMMIT_SLICE_BYTES", 1)  # one item a slice
+    agent_id, batch_id, item_ids = _two_running_items_one_to_a_slice(store, monkeypatch)
     real_commit, sent = store.commits._commit, []
 
     def gone_after_the_first_slice(entries: Any, owner: str) -> Any:
