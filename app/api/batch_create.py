@@ -76,12 +76,13 @@ def _create_batch() -> Response:
     reader = JsonObjectStream(_read_declared(already=len(first)), prefix=first)
     staged = svc.store.batches.stage(blob_size=svc.settings.chunk_size,
                                      digest=requests_digest() if request.headers.get(HEADER) else None)
-    charged: list[int] = []
+    charged, created = 0, False
 
     def admit() -> None:
+        nonlocal charged
         if not charged:  # once: a create that lost a race with the same key tries again
             charge_batch_requests(staged.count)
-            charged.append(staged.count)
+            charged = staged.count
 
     try:
         body = _read_batch(reader, staged, max_steps_ceiling=svc.settings.max_steps_ceiling)
@@ -101,19 +102,17 @@ def _create_batch() -> Response:
             idempotency_key=key, fingerprint=body_fingerprint(body, staged.digest) if key is not None else "",
             idempotency_ttl_s=svc.settings.idempotency_ttl_s, admit=admit)
     except IdempotencyKeyReused as exc:
-        refund_batch_requests(sum(charged))  # charged, then a concurrent create with the key stored first
         raise ApiError(409, f"Idempotency-Key {key!r} was already used with a different request body (batch "
                             f"{exc.batch_id!r}); send the same body to get that batch, or a new key for a new "
                             "batch.") from None
     except StagedRequestsLost:
-        refund_batch_requests(sum(charged))
         raise ApiError(408, "The request body took too long to arrive; send it again.") from None
     finally:
         staged.discard_unless_committed()
+        if charged and not created:  # not stored (a concurrent create with the key stored first): not counted
+            refund_batch_requests(charged)
     if created:
         logger.info("Batch %s created with %d requests", batch_id, staged.count)
-    else:
-        refund_batch_requests(sum(charged))  # answered with the batch a concurrent create stored: not counted
     _ensure_started(batch_id, resend=not created)
     # Stored: a client told 503 now would retry and make a second batch, so wait Redis out a little.
     batch = RedisRetry(give_up=lambda: False, max_wait_s=CREATED_READ_WAIT_S).call_blocking(

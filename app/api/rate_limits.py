@@ -137,8 +137,7 @@ def charge_batch_requests(count: int) -> None:
         raise invalid_field(["requests"], f"{count} requests are more than the {per_hour} an API key may submit per "
                                           "hour (BATCHLINE_BATCH_REQUESTS_PER_HOUR); split the batch")
     strategy = current_app.extensions[_EXTENSION].strategy
-    item = RateLimitItemPerHour(per_hour)
-    identifiers = ("batch_requests", limit_key())
+    item, identifiers = _batch_requests_window(per_hour)
     if strategy.hit(item, *identifiers, cost=count):
         return
     retry_after_s = _seconds_until(strategy.get_window_stats(item, *identifiers).reset_time)
@@ -153,8 +152,13 @@ def refund_batch_requests(count: int) -> None:
     after all (a concurrent create with the same Idempotency-Key stored its batch first)."""
     per_hour = current_app.extensions["batchline"].settings.batch_requests_per_hour
     if count and per_hour:
-        current_app.extensions[_EXTENSION].strategy.hit(RateLimitItemPerHour(per_hour), "batch_requests",
-                                                        limit_key(), cost=-count)
+        item, identifiers = _batch_requests_window(per_hour)
+        current_app.extensions[_EXTENSION].strategy.hit(item, *identifiers, cost=-count)
+
+
+def _batch_requests_window(per_hour: int) -> tuple[RateLimitItemPerHour, tuple[str, str]]:
+    """The caller's hourly budget of batch requests: the limit and its identifiers."""
+    return RateLimitItemPerHour(per_hour), ("batch_requests", limit_key())
 
 
 def _storage_uri(redis_url: str) -> str:
