@@ -19,6 +19,15 @@ _DRAMATIQ_CONNECTION_LINES = (
 )
 
 
+#: What a Redis that is there but refuses writes for now means, by the error it answers with.
+_REFUSING_WRITES = {
+    "ReadOnlyError": "Redis refuses writes (a replica, until a failover promotes it): work pauses and resumes by "
+                     "itself when it takes writes again",
+    "OutOfMemoryError": "Redis refuses writes (its maxmemory is reached): work pauses and resumes by itself when "
+                        "it has room again (raise maxmemory, or delete old batches)",
+}
+
+
 class RedisOutage:
     """Process-wide state of the connection to Redis (thread-safe)."""
 
@@ -36,15 +45,8 @@ class RedisOutage:
                 return
             self._down_since = time.monotonic()
         reason = error if isinstance(error, str) else type(error).__name__
-        if reason == "ReadOnlyError":  # the Redis reached is a replica: a failover in progress
-            logger.warning("Redis refuses writes (a replica, until a failover promotes it): work pauses and "
-                           "resumes by itself when it takes writes again")
-            return
-        if reason == "OutOfMemoryError":
-            logger.warning("Redis refuses writes (its maxmemory is reached): work pauses and resumes by itself "
-                           "when it has room again (raise maxmemory, or delete old batches)")
-            return
-        logger.warning("Redis is unreachable (%s): work pauses and resumes by itself when it is back", reason)
+        logger.warning(_REFUSING_WRITES.get(reason)
+                       or f"Redis is unreachable ({reason}): work pauses and resumes by itself when it is back")
 
     def back(self) -> None:
         with self._lock:
