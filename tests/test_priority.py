@@ -17,8 +17,19 @@ from tests.e2e.conftest import wait_until
 from tests.support.memory import children, descendants
 from tests.support.processes import BIN, _wait_for_log, service_env, spawn, stop, worker_process
 
-#: A kernel without autogroup has no /proc/<pid>/autogroup; some sandboxes show it empty. Both read None.
-AUTOGROUP = autogroup_nice() is not None
+
+def _sessions_get_a_group() -> bool:
+    """Whether a process that starts a session of its own gets a scheduling group of its own.
+    Asked of such a process, not of this one: a kernel without autogroup has no
+    /proc/<pid>/autogroup, and a process still in the boot session's group (a container's
+    processes that never called setsid, as on CI) reads it empty while its new sessions do not."""
+    probe = subprocess.run(
+        [sys.executable, "-c", "from app.priority import autogroup_nice; print(autogroup_nice())"],
+        start_new_session=True, capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1])
+    return probe.stdout.strip() != "None"
+
+
+AUTOGROUP = _sessions_get_a_group()
 
 
 def _nice(pid: int | str) -> int:
