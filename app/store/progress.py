@@ -84,9 +84,12 @@ class ProgressStore:
         """The message that carries the batch's fan-out (the sweep checks it is still alive)."""
         self.client.hset(keys.batch(batch_id), "start_message_id", message_id)
 
-    def record_chunk(self, chunk: Chunk, *, batch_id: str) -> None:
-        """A chunk's items are now carried by `chunk.message_id`."""
-        self.client.hset(keys.batch_chunks(batch_id), str(chunk.start), f"{chunk.stop}:{chunk.message_id}")
+    def record_chunk(self, chunk: Chunk, *, batch_id: str) -> bool:
+        """A chunk's items are now carried by `chunk.message_id`; False (nothing written) when the
+        chunk is not in flight: `claim_chunks` alone puts a chunk in the ledger, and one that
+        finished before its message was recorded stays out (record_chunk.lua)."""
+        return bool(self.scripts.record_chunk(keys=[keys.batch_chunks(batch_id)],
+                                              args=[chunk.start, f"{chunk.stop}:{chunk.message_id}"]))
 
     def advance_fanout(self, batch_id: str, *, next_start: int) -> None:
         """The items before `next_start` are enqueued in chunks."""

@@ -71,3 +71,4 @@ class Scripts:
         self.limit_renew = load("limit_renew")
         self.limit_pause = load("limit_pause")
         self.claim_chunks = load("claim_chunks")
+        self.record_chunk = load("record_chunk")

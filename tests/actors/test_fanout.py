@@ -7,14 +7,18 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import Middleware
+
 from actors.fanout import ChunkFeeder
 from actors.reconciler import Reconciler
 from actors.runtime import WorkerRuntime
+from app.message_ledger import MessageLedger
 from app.schemas.agents import CreateAgent
 from app.schemas.batches import LettaBatchRequest
 from app.settings import Settings
 from app.store import Store, keys
-from app.tasks import RUN_CHUNK, START_BATCH
+from app.tasks import RUN_CHUNK, START_BATCH, TaskQueue
 from tests.support.queues import pending_messages
 
 
@@ -107,3 +111,26 @@ def test_given_a_chunk_run_twice_when_each_run_ends_then_the_next_chunk_is_enque
     assert [args for args in sent if args[0] == RUN_CHUNK] == [(RUN_CHUNK, batch_id, 0, 0), (RUN_CHUNK, batch_id, 1, 1),
                                                                (RUN_CHUNK, batch_id, 2, 2)]
     assert [chunk.start for chunk in store.progress.progress([batch_id])[0].chunks] == [1, 2]
+
+
+def test_given_a_chunk_finished_elsewhere_before_its_sender_recorded_it_when_recorded_then_its_place_stays_free(
+        store, redis_url):
+    batch_id = _batch(store, count=30)
+    # Another worker process: its own broker, recording its messages as every broker does.
+    elsewhere = _feeder(store, TaskQueue(broker=RedisBroker(url=redis_url, middleware=[MessageLedger(store=store)])),
+                        budget=1)
+
+    class FinishedAtOnce(Middleware):
+        """The other process fetches chunk 0 and runs it to its end between this process's
+        enqueue and its ledger's record of the message (Dramatiq runs the later middleware's
+        after_enqueue first): a stalled sender, or a chunk of quick items."""
+
+        def after_enqueue(self, broker: Any, message: Any, delay: Any) -> None:
+            if message.actor_name == RUN_CHUNK and message.args[1] == 0:
+                assert elsewhere.feed(batch_id, finished_start=0) == 1  # it takes chunk 10
+
+    here = TaskQueue(broker=RedisBroker(url=redis_url, middleware=[MessageLedger(store=store), FinishedAtOnce()]))
+    assert _feeder(store, here, budget=1).feed(batch_id) == 1
+    # Chunk 0 ended: only chunk 10 is in flight, and its end takes the next (no place held by a ghost).
+    assert [chunk.start for chunk in store.progress.progress([batch_id])[0].chunks] == [10]
+    assert elsewhere.feed(batch_id, finished_start=10) == 1

@@ -55,9 +55,9 @@ def test_given_a_batch_whose_start_message_was_lost_when_swept_then_its_fan_out_
 def test_given_chunks_whose_messages_were_lost_when_swept_then_only_those_are_enqueued_again(
         store, tasks, reconciler, redis_url):
     batch_id = _batch(store, count=4)
+    assert store.progress.claim_chunks(batch_id, budget=2, chunk_size=2) == [(0, 1), (2, 3)]
     tasks.send(RUN_CHUNK, batch_id, 0, 1)
     store.progress.record_chunk(Chunk(2, 3, "a-message-that-was-purged"), batch_id=batch_id)
-    store.progress.advance_fanout(batch_id, next_start=4)
     repairs = reconciler.sweep()
     assert (repairs.chunks_requeued, repairs.fanouts_resumed) == (1, 0)
     assert _queued(redis_url) == [RUN_CHUNK, RUN_CHUNK]
@@ -144,9 +144,9 @@ def test_given_a_callback_lock_that_lapsed_when_its_first_holder_unlocks_then_th
 def test_given_a_chunk_retried_later_under_a_new_broker_id_when_swept_then_it_counts_as_alive(
         store, tasks, reconciler):
     batch_id = _batch(store)
+    assert store.progress.claim_chunks(batch_id, budget=1, chunk_size=4) == [(0, 3)]
     first = tasks.send(RUN_CHUNK, batch_id, 0, 3)
     retry = tasks.send(RUN_CHUNK, batch_id, 0, 3, delay_ms=60_000)  # as Dramatiq's Retries re-enqueues
     store.client.hdel("dramatiq:items.msgs", first)  # the first attempt is acked
-    store.progress.advance_fanout(batch_id, next_start=4)
     assert first != retry
     assert reconciler.sweep().chunks_requeued == 0
