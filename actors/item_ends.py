@@ -21,6 +21,12 @@ class ItemsWaiting(ItemsReleased):
     given back: the chunk is retried later, and no thread is held meanwhile."""
 
 
+class ItemsUnsettled(RuntimeError):
+    """An item of this chunk could be neither ended (not even with `error`) nor given back: the
+    chunk fails, so that it stays in flight and is retried (Dramatiq's retries, then the sweep
+    re-sends the dead letter). Acked, it would leave the item pending with no message to run it."""
+
+
 class ItemEnd(enum.Enum):
     """How a chunk's item left this worker."""
 
@@ -30,3 +36,5 @@ class ItemEnd(enum.Enum):
     RELEASED = "released"
     #: given back while it waited for model capacity
     WAITING = "waiting"
+    #: neither ended nor given back (the fault outlasted its error handling): the chunk is retried
+    UNSETTLED = "unsettled"

@@ -7,7 +7,8 @@ process's memory budget (actors/memory.py), run through the engine's RequestRunn
 mid-stream when its batch is cancelled or expires (actors/stops.py). Items still running when the
 worker shuts down are given back, so a redelivered chunk runs them elsewhere at once. A failure
 stays with its item: a Redis outage is waited out (a finished run keeps its result and commits
-when Redis is back), anything else ends that item with `error`, and its siblings run on. The
+when Redis is back), anything else ends that item with `error`, and its siblings run on (an item
+whose error cannot be recorded either fails its chunk, which is retried). The
 process also takes its turn at the reconciler's sweep (actors/reconciler.py).
 """
 
@@ -27,7 +28,7 @@ import redis
 from actors.batching import ClaimBatcher, CommitBatcher
 from actors.fanout import ChunkFeeder
 from actors.heartbeat import forget, send_heartbeats
-from actors.item_ends import ItemEnd, ItemsReleased, ItemsWaiting
+from actors.item_ends import ItemEnd, ItemsReleased, ItemsUnsettled, ItemsWaiting
 from actors.leases import renew_leases
 from actors.memory import MemoryBudget
 from actors.reconciler import Reconciler, sweep_periodically
@@ -155,6 +156,9 @@ class WorkerRuntime:
             raise ItemsWaiting(f"items of batch {batch_id} [{start}..{stop}] wait for model capacity; retried in "
                                f"{self.settings.model_wait_release_s:g} s",
                                delay_ms=int(self.settings.model_wait_release_s * 1000))
+        if ItemEnd.UNSETTLED in ends:
+            raise ItemsUnsettled(f"items of batch {batch_id} [{start}..{stop}] could not be ended; the chunk is "
+                                 "retried")
         # Out of flight and the batch's next chunk in, atomically: a duplicate finish frees no place.
         await self.redis_retry.call(self.feeder.feed, batch_id, finished_start=start)
         if await self.redis_retry.call(self.store.progress.needs_finalize, batch_id):
@@ -186,8 +190,9 @@ class WorkerRuntime:
             self._finished(batch_id, await self.runner.record_error(
                 agent_id, ref, "Internal error while running this request; see the worker's log.",
                 started_ns=time.monotonic_ns()))
-        except Exception:  # Redis gone again, or the same bug: the lease lapses and the sweep retries
+        except Exception:  # Redis gone again, or the same bug: the chunk must stay in flight to retry it
             self._release(item_id)
+            return ItemEnd.UNSETTLED
         return ItemEnd.DONE
 
     async def _run_item(self, batch_id: str, item_id: str, stored: StoredItem | None) -> ItemEnd:

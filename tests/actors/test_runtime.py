@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 
+from actors.item_ends import ItemsUnsettled
 from actors.runtime import WorkerRuntime
 from app import redis_retry
 from app.embedded_redis import free_port
@@ -231,3 +232,27 @@ def test_given_an_item_that_runs_past_the_item_timeout_when_it_runs_then_it_ends
         item = store.client.hgetall(keys.item(item_id))
         assert (item["status"], item["stop_reason"]) == ("errored", "error")
         assert "longer than 0.5 s" in item["error"]
+
+
+def test_given_an_item_whose_error_cannot_be_recorded_when_its_chunk_ends_then_the_chunk_stays_in_flight_for_a_retry(
+        store, make_runtime):
+    agent = store.agents.create(CreateAgent(model="simulated/echo"))
+    requests = [LettaBatchRequest(agent_id=agent["id"], input=text) for text in ("fine", "broken", "fine too")]
+    batch_id, _ = store.batches.create(requests=requests, callback_url=None, metadata=None,
+                                       completion_window_s=3600)
+    assert store.progress.claim_chunks(batch_id, budget=1, chunk_size=3) == [(0, 2)]
+    broken = store.batches.item_ids(batch_id, start=1, stop=1)[0]
+    # Its claim fails, and so do recording its error and giving it back (a key of the wrong type
+    # stands for any fault that outlasts the item's own error handling).
+    store.client.set(keys.item(broken), "not a hash")
+    runtime, _ = make_runtime()
+    with pytest.raises(ItemsUnsettled):  # Dramatiq retries the chunk; the sweep re-sends a dead letter
+        run_chunk(runtime, batch_id, 0, 2)
+    assert [chunk.start for chunk in store.progress.progress([batch_id])[0].chunks] == [0]
+    counts = store.batches.get(batch_id)["request_counts"]
+    assert (counts["succeeded"], counts["pending"]) == (2, 1)
+
+    store.client.delete(keys.item(broken))  # the fault passes: the retried chunk ends the item
+    run_chunk(make_runtime()[0], batch_id, 0, 2)
+    assert store.batches.get(batch_id)["request_counts"]["succeeded"] == 3
+    assert store.progress.progress([batch_id])[0].chunks == []
