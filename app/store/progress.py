@@ -91,10 +91,6 @@ class ProgressStore:
         return bool(self.scripts.record_chunk(keys=[keys.batch_chunks(batch_id)],
                                               args=[chunk.start, f"{chunk.stop}:{chunk.message_id}"]))
 
-    def advance_fanout(self, batch_id: str, *, next_start: int) -> None:
-        """The items before `next_start` are enqueued in chunks."""
-        self.client.hset(keys.batch(batch_id), "fanout_next", next_start)
-
     def claim_chunks(self, batch_id: str, *, budget: int, chunk_size: int,
                      finished_start: int | None = None) -> list[tuple[int, int]]:
         """The next chunks (first, last position) the batch may have in flight within `budget`,
