@@ -21,7 +21,7 @@ local stopped_batch = bstatus == 'cancelled' or bstatus == 'expired'
 local states, seen = {}, {}
 for i = 2, #KEYS do
   if not seen[KEYS[i]] then
-    states[i] = redis.call('HMGET', KEYS[i], 'status', 'lease_owner', 'lease_until_us', 'attempts')
+    states[i] = redis.call('HMGET', KEYS[i], 'status', 'lease_owner', 'lease_until_us', 'attempts', 'waiting')
   end
   seen[KEYS[i]] = true
 end
@@ -65,6 +65,8 @@ for i = 2, #KEYS do
         table.insert(made, v)
       end
       redis.call('HSET', key, unpack(made))
+      -- a new run waits for nothing yet (a mark left when the item was given back while waiting)
+      if fields[5] then redis.call('HDEL', key, 'waiting') end
       action = 'run'
     end
   end
