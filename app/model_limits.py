@@ -56,7 +56,9 @@ def check_keys(table: dict[str, ModelLimit]) -> dict[str, ModelLimit]:
     """Refuse keys that could never match, so a typo is an error at start, not a silent no-limit."""
     for key in table:
         provider, slash, model = key.partition("/")
-        if key == "*" or _is_endpoint(key) or (slash and provider and model.strip()):
+        # A '*' matches only as the whole model ('<provider>/*') or the whole key: 'openai/gpt-4*' never would.
+        if key == "*" or _is_endpoint(key) or (slash and provider and model.strip() and "*" not in provider
+                                               and ("*" not in model or model == "*")):
             continue
         raise ValueError(f"the key {key!r} is not a model handle ('openai/gpt-4o-mini'), '<provider>/*', '*' "
                          "or an endpoint URL (http:// or https://)")
