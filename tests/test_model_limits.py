@@ -36,6 +36,12 @@ def test_given_a_wildcard_when_two_models_match_it_then_each_has_its_own_pool_an
     assert table.match("openai/y", "http://vllm.internal:8000/v1").name == "http://vllm.internal:8000/v1"
 
 
+def test_given_an_endpoint_key_in_other_case_when_matched_then_its_scheme_and_host_match_in_any_case():
+    table = LimitTable({"HTTP://vLLM.Internal:8000/v1": ENDPOINT})
+    assert table.match("openai/llama", "http://vllm.internal:8000/v1/").limit is ENDPOINT
+    assert table.match("openai/llama", "http://vllm.internal:8000/V1") is None  # a path is case-sensitive
+
+
 def test_given_no_matching_key_when_matched_then_the_call_has_no_limit():
     assert LimitTable({"openai/gpt-4o-mini": EXACT}).match("openai/gpt-4o", None) is None
     assert not LimitTable({})
@@ -50,7 +56,8 @@ def test_given_the_setting_as_json_in_the_environment_when_read_then_it_is_parse
 
 @pytest.mark.parametrize("table", [{"gpt-4o-mini": {"max_streams": 5}}, {"openai/x": {"max_stream": 5}},
                                    {"openai/x": {"max_streams": 0}}, {"openai/gpt-4*": {"max_streams": 5}},
-                                   {"*/gpt-4o-mini": {"max_streams": 5}}])
+                                   {"*/gpt-4o-mini": {"max_streams": 5}}, {"OpenAI/gpt-4o-mini": {"max_streams": 5}},
+                                   {"azure/*": {"max_streams": 5}}])
 def test_given_a_key_that_can_never_match_or_an_unknown_or_zero_figure_then_the_setting_is_refused(table):
     with pytest.raises(ValidationError):
         Settings(model_limits=table, _env_file=None)
