@@ -13,6 +13,15 @@ local function us(x) return string.format('%.0f', x) end
 local id, max_streams, max_requests, max_tokens = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local tokens, lease, window = math.floor(tonumber(ARGV[5])), tonumber(ARGV[6]), tonumber(ARGV[7])
 
+-- A call that asks again after its admission's reply was lost (Redis went away) is admitted
+-- already: it keeps its place instead of waiting for itself or counting twice.
+local windowed = max_requests > 0 or max_tokens > 0
+local held = max_streams > 0 and redis.call('ZSCORE', KEYS[2], id)  -- its lease's end
+local counted = max_streams == 0 and windowed and redis.call('ZSCORE', KEYS[3], id)  -- its admission time
+if (held and tonumber(held) > now) or (counted and tonumber(counted) > now - window) then
+  return {1, '0', '', us(now)}
+end
+
 local resume = tonumber(redis.call('GET', KEYS[1]) or '0')
 if resume > now then return {0, us(resume - now), 'paused', us(now)} end
 
@@ -21,7 +30,6 @@ if max_streams > 0 then
   if redis.call('ZCARD', KEYS[2]) >= max_streams then return {0, '-1', 'streams', us(now)} end
 end
 
-local windowed = max_requests > 0 or max_tokens > 0
 if windowed then
   local cutoff = us(now - window)
   local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', cutoff)
@@ -60,8 +68,9 @@ if max_streams > 0 then
 end
 if windowed then
   redis.call('ZADD', KEYS[3], us(now), id)
-  redis.call('HSET', KEYS[4], id, tokens)
-  redis.call('HINCRBY', KEYS[4], 'sum', tokens)
+  if redis.call('HSET', KEYS[4], id, tokens) == 1 then  -- (its stream lease lapsed: its tokens count still)
+    redis.call('HINCRBY', KEYS[4], 'sum', tokens)
+  end
   redis.call('PEXPIRE', KEYS[3], math.ceil(window / 1000) + 1000)
   redis.call('PEXPIRE', KEYS[4], math.ceil(window / 1000) + 1000)
 end
