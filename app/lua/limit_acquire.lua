@@ -1,6 +1,7 @@
 -- Admit one model call under its model's fleet-wide limits, or say why not and for how long.
 -- Checks, in order: a pause (a provider's Retry-After), the stream semaphore, the request and the
--- token windows; admits only if all pass, so a refused call leaves nothing behind.
+-- token windows; admits only if all pass, so a refused call leaves nothing behind. A call id that
+-- holds its place already (it asks again: the reply was lost) is admitted with nothing added.
 -- KEYS[1] pause (string: resume time, us)   KEYS[2] streams (zset: call id -> lease end, us)
 -- KEYS[3] window (zset: call id -> admission time, us)   KEYS[4] window tokens (hash: call id -> tokens, and 'sum')
 -- ARGV[1] call id, ARGV[2] max streams, ARGV[3] requests per window, ARGV[4] tokens per window (0 = no limit),
@@ -68,7 +69,8 @@ if max_streams > 0 then
 end
 if windowed then
   redis.call('ZADD', KEYS[3], us(now), id)
-  if redis.call('HSET', KEYS[4], id, tokens) == 1 then  -- (its stream lease lapsed: its tokens count still)
+  -- once per call: one asking again after its stream lease lapsed is in the window already
+  if redis.call('HSET', KEYS[4], id, tokens) == 1 then
     redis.call('HINCRBY', KEYS[4], 'sum', tokens)
   end
   redis.call('PEXPIRE', KEYS[3], math.ceil(window / 1000) + 1000)
