@@ -69,6 +69,11 @@ class StreamSlot:
         """Only before the item's first model call: a later one would throw its progress away."""
         return 0 < self._release_after_s <= waited_s and not self._called
 
+    def give_up_in(self, waited_s: float) -> float | None:
+        if self._release_after_s <= 0 or self._called:
+            return None
+        return max(0.0, self._release_after_s - waited_s)
+
     def admitted(self) -> None:
         self._called = True
 

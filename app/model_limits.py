@@ -45,21 +45,29 @@ class Bucket:
 
 
 def _is_endpoint(key: str) -> bool:
-    return key.startswith(("http://", "https://"))
+    return key.lower().startswith(("http://", "https://"))
 
 
 def normalize_endpoint(url: str) -> str:
-    return url.strip().rstrip("/")
+    """Scheme and host are case-insensitive (`HTTP://vLLM:8000/v1` is `http://vllm:8000/v1`); a path is not."""
+    scheme, sep, rest = url.strip().rstrip("/").partition("://")
+    host, slash, path = rest.partition("/")
+    return f"{scheme.lower()}{sep}{host.lower()}{slash}{path}"
 
 
 def check_keys(table: dict[str, ModelLimit]) -> dict[str, ModelLimit]:
     """Refuse keys that could never match, so a typo is an error at start, not a silent no-limit."""
+    from app.providers import SUPPORTED_PROVIDERS  # (app.providers imports this module)
+
     for key in table:
         provider, slash, model = key.partition("/")
-        if key == "*" or _is_endpoint(key) or (slash and provider and model.strip()):
+        # A '*' matches only as the whole model ('<provider>/*') or the whole key: 'openai/gpt-4*' never would.
+        if key == "*" or _is_endpoint(key) or (slash and provider in SUPPORTED_PROVIDERS and model.strip()
+                                               and ("*" not in model or model == "*")):
             continue
-        raise ValueError(f"the key {key!r} is not a model handle ('openai/gpt-4o-mini'), '<provider>/*', '*' "
-                         "or an endpoint URL (http:// or https://)")
+        raise ValueError(f"the key {key!r} is not a model handle ('openai/gpt-4o-mini', provider one of "
+                         f"{', '.join(SUPPORTED_PROVIDERS)}), '<provider>/*', '*' or an endpoint URL (http:// or "
+                         "https://)")
     return table
 
 

@@ -9,11 +9,12 @@ Build it in a factory (`create_app`, the broker module), never at import of a li
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.embedded_redis import DEFAULT_APPENDFSYNC
 from app.model_limits import ModelLimit, check_keys
@@ -73,7 +74,8 @@ class Settings(BaseSettings):
     llm_read_timeout_s: float = 300.0
     #: Fleet-wide limits per model or endpoint (JSON: key -> max_streams, requests_per_minute,
     #: tokens_per_minute), kept through Redis by every worker and web process (app/model_limits.py).
-    model_limits: dict[str, ModelLimit] = Field(default_factory=dict)
+    #: Decoded by its validator, not by pydantic-settings (whose JSON error is a traceback, not a settings error).
+    model_limits: Annotated[dict[str, ModelLimit], NoDecode] = Field(default_factory=dict)
 
     max_steps_default: int = 50
     #: The largest `max_steps` a request may ask for (larger is a 422).
@@ -142,6 +144,17 @@ class Settings(BaseSettings):
     #: The nice value (0-19) worker processes run at, so that busy workers leave the CPU to the
     #: web process first (API latency); 0 leaves their priority alone (app/priority.py).
     worker_nice: int = Field(10, ge=0, le=19)
+
+    @field_validator("model_limits", mode="before")
+    @classmethod
+    def _decode_model_limits(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        try:
+            decoded = json.loads(value) if value.strip() else None
+        except ValueError:
+            raise ValueError("is not valid JSON") from None
+        return {} if decoded is None else decoded  # empty or null: no limits
 
     @field_validator("model_limits")
     @classmethod

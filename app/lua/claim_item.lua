@@ -36,4 +36,5 @@ end
 redis.call('HSET', KEYS[1], 'status', 'running', 'lease_owner', ARGV[1],
   'lease_until_us', string.format('%.0f', now_us + tonumber(ARGV[2])), 'started_us', now_s)
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HDEL', KEYS[1], 'waiting')  -- a new run waits for nothing yet (see claim_items.lua)
 return {'run', now_s}

@@ -9,7 +9,8 @@
 --   request_at '' when the item is not to be made here (a batch stored before blobs)
 -- Returns {now_us, action per item}: the actions of claim_item.lua (run, busy, done, stopped,
 -- stop_running, missing). A hash without a status (only a field another step set early, such as
--- `waiting`) counts as none: its fields are kept, the rest added.
+-- `waiting`) counts as none: its fields are kept, the rest added. A claim to run clears `waiting`:
+-- a new run waits for nothing yet (the mark of an item given back while it waited stays until then).
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now_s = string.format('%.0f', now_us)
@@ -21,7 +22,7 @@ local stopped_batch = bstatus == 'cancelled' or bstatus == 'expired'
 local states, seen = {}, {}
 for i = 2, #KEYS do
   if not seen[KEYS[i]] then
-    states[i] = redis.call('HMGET', KEYS[i], 'status', 'lease_owner', 'lease_until_us', 'attempts')
+    states[i] = redis.call('HMGET', KEYS[i], 'status', 'lease_owner', 'lease_until_us', 'attempts', 'waiting')
   end
   seen[KEYS[i]] = true
 end
@@ -65,6 +66,7 @@ for i = 2, #KEYS do
         table.insert(made, v)
       end
       redis.call('HSET', key, unpack(made))
+      if fields[5] then redis.call('HDEL', key, 'waiting') end
       action = 'run'
     end
   end

@@ -1,6 +1,7 @@
 -- Admit one model call under its model's fleet-wide limits, or say why not and for how long.
 -- Checks, in order: a pause (a provider's Retry-After), the stream semaphore, the request and the
--- token windows; admits only if all pass, so a refused call leaves nothing behind.
+-- token windows; admits only if all pass, so a refused call leaves nothing behind. A call id that
+-- holds its place already (it asks again: the reply was lost) is admitted with nothing added.
 -- KEYS[1] pause (string: resume time, us)   KEYS[2] streams (zset: call id -> lease end, us)
 -- KEYS[3] window (zset: call id -> admission time, us)   KEYS[4] window tokens (hash: call id -> tokens, and 'sum')
 -- ARGV[1] call id, ARGV[2] max streams, ARGV[3] requests per window, ARGV[4] tokens per window (0 = no limit),
@@ -13,6 +14,15 @@ local function us(x) return string.format('%.0f', x) end
 local id, max_streams, max_requests, max_tokens = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local tokens, lease, window = math.floor(tonumber(ARGV[5])), tonumber(ARGV[6]), tonumber(ARGV[7])
 
+-- A call that asks again after its admission's reply was lost (Redis went away) is admitted
+-- already: it keeps its place instead of waiting for itself or counting twice.
+local windowed = max_requests > 0 or max_tokens > 0
+local held = max_streams > 0 and redis.call('ZSCORE', KEYS[2], id)  -- its lease's end
+local counted = max_streams == 0 and windowed and redis.call('ZSCORE', KEYS[3], id)  -- its admission time
+if (held and tonumber(held) > now) or (counted and tonumber(counted) > now - window) then
+  return {1, '0', '', us(now)}
+end
+
 local resume = tonumber(redis.call('GET', KEYS[1]) or '0')
 if resume > now then return {0, us(resume - now), 'paused', us(now)} end
 
@@ -21,7 +31,6 @@ if max_streams > 0 then
   if redis.call('ZCARD', KEYS[2]) >= max_streams then return {0, '-1', 'streams', us(now)} end
 end
 
-local windowed = max_requests > 0 or max_tokens > 0
 if windowed then
   local cutoff = us(now - window)
   local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', cutoff)
@@ -60,8 +69,10 @@ if max_streams > 0 then
 end
 if windowed then
   redis.call('ZADD', KEYS[3], us(now), id)
-  redis.call('HSET', KEYS[4], id, tokens)
-  redis.call('HINCRBY', KEYS[4], 'sum', tokens)
+  -- once per call: one asking again after its stream lease lapsed is in the window already
+  if redis.call('HSET', KEYS[4], id, tokens) == 1 then
+    redis.call('HINCRBY', KEYS[4], 'sum', tokens)
+  end
   redis.call('PEXPIRE', KEYS[3], math.ceil(window / 1000) + 1000)
   redis.call('PEXPIRE', KEYS[4], math.ceil(window / 1000) + 1000)
 end

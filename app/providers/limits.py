@@ -57,6 +57,11 @@ class Waiting(Protocol):
         its worker thread serves other work meanwhile."""
         ...
 
+    def give_up_in(self, waited_s: float) -> float | None:
+        """Seconds of waiting left before `give_up` says yes (None: it never will), so that a long
+        exact wait (a pause, a window) is cut short to give the item back on time."""
+        ...
+
     def admitted(self) -> None:
         """A call of the item was admitted (a later wait would lose its progress if given up)."""
         ...
@@ -137,7 +142,10 @@ class ModelLimiter:
         async with hooks.waiting() if hooks is not None else contextlib.nullcontext():
             polls, started = 0, time.monotonic()
             while not admission.admitted:
-                await asyncio.sleep(_wait_s(admission, polls))
+                wait_s = _wait_s(admission, polls)
+                if hooks is not None and (left_s := hooks.give_up_in(time.monotonic() - started)) is not None:
+                    wait_s = min(wait_s, left_s)
+                await asyncio.sleep(wait_s)
                 polls += 1
                 admission = self._try(bucket, call)
                 if not admission.admitted and hooks is not None and hooks.give_up(time.monotonic() - started):

@@ -4,6 +4,12 @@ OpenAI server: a 429 with Retry-After pauses the model and the retry waits at ad
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import socket
+import threading
+import time
+from urllib.parse import urlparse
 
 from app.model_limits import LimitTable, ModelLimit
 from app.providers.base import ChatMessage, ModelRequest, Provider, ToolSpec
@@ -11,9 +17,10 @@ from app.providers.http import StreamClient
 from app.providers.limits import ModelLimiter, estimate_tokens
 from app.providers.openai import OpenAIProvider
 from app.providers.retry import RetryPolicy, stream_with_retries
-from app.store import Store, keys
+from app.store import Store, connect, keys
 from tests.fakes.model_servers import FakeOpenAIServer, Reply
 
+BUCKET = "openai/gpt-4o-mini"
 HELLO = ModelRequest(model="gpt-4o-mini", system="", messages=(ChatMessage(role="user", text="Hi"),))
 
 
@@ -77,3 +84,82 @@ def test_given_a_model_without_a_limit_when_called_then_redis_is_not_asked(store
         before = store.client.info("stats")["total_commands_processed"]
         asyncio.run(go())
     assert store.client.info("stats")["total_commands_processed"] == before + 1  # the INFO call itself
+
+
+class _ReplyDropper:
+    """A TCP proxy to Redis that, once armed, cuts the client's connection instead of passing on
+    the next reply: the command ran in Redis, but the client never hears so and sends it again."""
+
+    def __init__(self, redis_url: str) -> None:
+        address = urlparse(redis_url)
+        self.upstream = (address.hostname, address.port)
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"redis://127.0.0.1:{self.server.getsockname()[1]}"
+        self.armed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            client, _ = self.server.accept()
+            upstream = socket.create_connection(self.upstream)
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, replies: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if replies and self.armed.is_set():
+                    self.armed.clear()
+                    break
+                target.sendall(data)
+        for end in (source, target):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+
+
+def test_given_an_admission_whose_reply_is_lost_when_the_limiter_asks_again_then_its_tokens_count_once(
+        store, redis_url):
+    proxy = _ReplyDropper(redis_url)
+    through_proxy = Store(client=connect(proxy.url))
+    limit = ModelLimit(tokens_per_minute=1000)
+    request = dataclasses.replace(HELLO, max_tokens=300)  # estimated at 300 tokens
+    assert through_proxy.model_limits.acquire("warm-up", "w", limit=limit, tokens=1, lease_s=30).admitted
+
+    async def go() -> None:
+        async with StreamClient(connect_timeout_s=10, read_timeout_s=10) as http:
+            provider = limited_openai(through_proxy, {BUCKET: limit}, http, server.base_url)
+            proxy.armed.set()  # the admission runs in Redis, its reply is lost, the limiter asks again
+            await provider.stream(request, on_first_token=lambda: None)
+
+    with FakeOpenAIServer() as server:
+        asyncio.run(go())
+
+    assert not proxy.armed.is_set()
+    counted = store.client.hgetall(keys.model_limit(BUCKET, "tokens"))
+    used = [int(tokens) for call, tokens in counted.items() if call != "sum"]
+    assert len(used) == 1 and used[0] < 300  # the usage the fake reported replaced the estimate
+    assert int(counted["sum"]) == used[0], "the window counts tokens no call used, for as long as the model is busy"
+
+
+def test_given_the_only_stream_admitted_with_its_reply_lost_when_the_limiter_asks_again_then_the_call_does_not_wait_for_itself(  # noqa: E501
+        store, redis_url):
+    proxy = _ReplyDropper(redis_url)
+    through_proxy = Store(client=connect(proxy.url))
+    limit = ModelLimit(max_streams=1)
+    assert through_proxy.model_limits.acquire("warm-up", "w", limit=limit, tokens=0, lease_s=30).admitted
+
+    async def go() -> float:
+        async with StreamClient(connect_timeout_s=10, read_timeout_s=10) as http:
+            provider = limited_openai(through_proxy, {BUCKET: limit}, http, server.base_url)  # 30 s leases
+            proxy.armed.set()
+            started = time.monotonic()
+            await provider.stream(HELLO, on_first_token=lambda: None)
+            return time.monotonic() - started
+
+    with FakeOpenAIServer() as server:
+        took_s = asyncio.run(go())
+
+    assert not proxy.armed.is_set()
+    assert took_s < 10, f"the call waited {took_s:.1f} s for the stream its own lost admission held"
+    assert store.client.zcard(keys.model_limit(BUCKET, "streams")) == 0
