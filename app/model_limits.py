@@ -49,9 +49,12 @@ def _is_endpoint(key: str) -> bool:
 
 
 def normalize_endpoint(url: str) -> str:
-    """Scheme and host are case-insensitive (`HTTP://vLLM:8000/v1` is `http://vllm:8000/v1`); a path is not."""
+    """Scheme and host are case-insensitive (`HTTP://vLLM:8000/v1` is `http://vllm:8000/v1`); a path is not.
+    Credentials in the URL (`https://user:token@host`) are dropped: the result names a pool in
+    Redis keys and log lines, and the same server is one pool whoever logs in."""
     scheme, sep, rest = url.strip().rstrip("/").partition("://")
     host, slash, path = rest.partition("/")
+    host = host.rpartition("@")[2]
     return f"{scheme.lower()}{sep}{host.lower()}{slash}{path}"
 
 

@@ -42,6 +42,16 @@ def test_given_an_endpoint_key_in_other_case_when_matched_then_its_scheme_and_ho
     assert table.match("openai/llama", "http://vllm.internal:8000/V1") is None  # a path is case-sensitive
 
 
+def test_given_an_endpoint_with_credentials_when_matched_then_the_pool_is_named_without_them():
+    """The pool's name goes into Redis key names and the pause log line: never a secret."""
+    table = LimitTable({"https://vllm.internal/v1": ENDPOINT})
+    bucket = table.match("openai/llama", "https://batch:s3cret-token@vllm.internal/v1")
+    assert bucket.limit is ENDPOINT
+    assert bucket.name == "https://vllm.internal/v1"
+    keyed = LimitTable({"https://batch:s3cret-token@vllm.internal/v1": ENDPOINT})
+    assert keyed.match("openai/llama", "https://vllm.internal/v1").name == "https://vllm.internal/v1"
+
+
 def test_given_no_matching_key_when_matched_then_the_call_has_no_limit():
     assert LimitTable({"openai/gpt-4o-mini": EXACT}).match("openai/gpt-4o", None) is None
     assert not LimitTable({})
