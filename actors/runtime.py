@@ -242,7 +242,8 @@ class WorkerRuntime:
             finished = await self.runner.record_stop(agent_id, BatchItemRef(batch_id, item_id, claim.now_us),
                                                      self._stop_status(batch_id))
         except CapacityRelease:
-            self._release(item_id)
+            with contextlib.suppress(redis.RedisError):  # else its lease lapses: the retry takes it over
+                self.store.runs.requeue(batch_id=batch_id, item_id=item_id, owner=self.owner)
             return ItemEnd.WAITING
         except BaseException:
             # Whatever failed after the claim (Redis, a bug): give the item back, so the retried

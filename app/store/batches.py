@@ -23,6 +23,7 @@ from app.tenancy import DEFAULT_TENANT
 from app.vocabulary import (
     REQUEST_COUNTERS,
     STOPPED_BATCH_STATUSES,
+    UNFINISHED_ITEM_STATUSES,
     BatchStatus,
     ItemStatus,
     stop_reason_for_stop,
@@ -276,5 +277,5 @@ def batch_item(fields: dict[str, str], batch_status: str | None) -> dict[str, An
         "attempts": int(fields.get("attempts") or 0),
         "started_at": _iso_us(fields, "started_us"),
         "completed_at": _iso_us(fields, "completed_us"),
-        "waiting": waiting_for(fields) if status == ItemStatus.RUNNING else None,
+        "waiting": waiting_for(fields) if status in UNFINISHED_ITEM_STATUSES else None,
     }

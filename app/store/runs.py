@@ -123,6 +123,11 @@ class RunStore:
     def release(self, *, item_id: str, owner: str) -> bool:
         return bool(self.scripts.release_item(keys=[keys.item(item_id)], args=[owner]))
 
+    def requeue(self, *, batch_id: str, item_id: str, owner: str) -> bool:
+        """Give back an item that has not made its first model call (it waited for capacity): it is
+        pending again, so a stop counts it at once (requeue_item.lua). False when not held."""
+        return bool(self.scripts.requeue_item(keys=[keys.item(item_id), keys.batch(batch_id)], args=[owner]))
+
     def commit(self, *, agent_id: str, record: RunRecord, batch_id: str | None = None,
                item_id: str | None = None) -> Commit:
         if batch_id is not None and item_id is not None:

@@ -59,6 +59,7 @@ class Scripts:
         self.persist_keys = load("persist_keys")
         self.renew_leases = load("renew_leases")
         self.release_item = load("release_item")
+        self.requeue_item = load("requeue_item")
         self.commit_run = load("commit_run")
         self.stop_batch = load("stop_batch")
         self.finalize_batch = load("finalize_batch")

@@ -78,3 +78,37 @@ def test_given_a_model_paused_longer_than_the_release_time_when_an_item_waits_fo
 
     assert model.requests == []
     assert waited[0] < 3, f"the item held its worker thread {waited[0]:.1f} s, past the release time of 0.5 s"
+
+
+def test_given_an_item_given_back_while_waiting_when_its_batch_is_cancelled_then_it_counts_as_cancelled_at_once(
+        store, redis_url, tmp_path):
+    """Not when the chunk's delayed retry comes: nothing runs the item meanwhile, so the batch's
+    counts and its finalize (the callback) would wait BATCHLINE_MODEL_WAIT_RELEASE_S for nothing."""
+    with FakeOpenAIServer() as model:
+        batch_id = _one_item_batch(store, model)
+        runtime = _runtime(redis_url, tmp_path, {"max_streams": 1}, release_after_s=0.3)
+        assert store.model_limits.acquire(BUCKET, "elsewhere", limit=ModelLimit(max_streams=1), tokens=0,
+                                          lease_s=30).admitted
+
+        async def work() -> None:
+            with pytest.raises(ItemsWaiting):
+                await runtime.run_chunk(batch_id, 0, 0)
+
+        run_in_runtime(runtime, work)
+        given_back = store.batches.items_page(batch_id, after=None, before=None, limit=1, order="asc")[0]
+        stopped = store.batches.stop(batch_id, status="cancelled")
+
+        assert given_back["status"] == "pending"  # it has not started: no model call was made
+        assert given_back["started_at"] is None
+        assert given_back["waiting"] == "model_capacity"
+        assert stopped.needs_finalize  # nothing left for a worker to end: the cancel sends finalize now
+        counts = store.batches.get(batch_id)["request_counts"]
+        assert counts["pending"] + counts["running"] == 0 and counts["cancelled"] == 1
+
+        store.model_limits.release(BUCKET, "elsewhere", tokens_used=None)
+        retry = worker_runtime(redis_url, tmp_path)
+        run_in_runtime(retry, lambda: retry.run_chunk(batch_id, 0, 0))
+    assert model.requests == []  # the chunk's retry settles it as cancelled, never calls the model
+    assert store.batches.items_page(batch_id, after=None, before=None, limit=1, order="asc")[0]["status"] == \
+        "cancelled"
+    assert store.batches.get(batch_id)["request_counts"]["cancelled"] == 1
