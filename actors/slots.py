@@ -66,10 +66,10 @@ class StreamSlot:
         self._held = True
 
     def give_up(self, waited_s: float) -> bool:
-        """Only before the item's first model call: a later one would throw its progress away."""
-        return 0 < self._release_after_s <= waited_s and not self._called
+        return self.give_up_in(waited_s) == 0.0
 
     def give_up_in(self, waited_s: float) -> float | None:
+        """Only before the item's first model call: a later one would throw its progress away."""
         if self._release_after_s <= 0 or self._called:
             return None
         return max(0.0, self._release_after_s - waited_s)

@@ -84,12 +84,12 @@ class ProgressStore:
         """The message that carries the batch's fan-out (the sweep checks it is still alive)."""
         self.client.hset(keys.batch(batch_id), "start_message_id", message_id)
 
-    def record_chunk(self, chunk: Chunk, *, batch_id: str) -> bool:
-        """A chunk's items are now carried by `chunk.message_id`; False (nothing written) when the
-        chunk is not in flight: `claim_chunks` alone puts a chunk in the ledger, and one that
-        finished before its message was recorded stays out (record_chunk.lua)."""
-        return bool(self.scripts.record_chunk(keys=[keys.batch_chunks(batch_id)],
-                                              args=[chunk.start, f"{chunk.stop}:{chunk.message_id}"]))
+    def record_chunk(self, chunk: Chunk, *, batch_id: str) -> None:
+        """A chunk's items are now carried by `chunk.message_id`, if the chunk is still in flight:
+        `claim_chunks` alone puts a chunk in the ledger, and one that finished before its message
+        was recorded stays out (record_chunk.lua)."""
+        self.scripts.record_chunk(keys=[keys.batch_chunks(batch_id)], args=[chunk.start,
+                                                                            f"{chunk.stop}:{chunk.message_id}"])
 
     def claim_chunks(self, batch_id: str, *, budget: int, chunk_size: int,
                      finished_start: int | None = None) -> list[tuple[int, int]]:
